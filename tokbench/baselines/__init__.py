@@ -1,0 +1,1 @@
+"""Offline baseline tokenizers that need no download."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the `tokbench` CLI, one module each (see tokbench.cli)."""

@@ -1,0 +1,1 @@
+"""In-house models (tokenizers and generators), registered like adapters."""

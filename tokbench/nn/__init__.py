@@ -1,0 +1,1 @@
+"""Neural building blocks shared by adapters and in-house models."""
