@@ -239,9 +239,28 @@ def _unitok_state_dict(raw: Any) -> dict[str, torch.Tensor]:
     return flat
 
 
+# Fields of the file's `args` that change the image path; img_size changes no shape, so strict loading alone would
+# not notice a mismatch there.
+_ARCH_FIELDS = ("model", "img_size", "vocab_size", "vocab_width", "num_codebooks", "quant_proj", "num_query")
+
+
+def check_args(raw: Any, config: dict) -> None:
+    """The official file carries its training config (`ckpt['args']`); refuse a config that contradicts it."""
+    args = raw.get("args") if isinstance(raw, Mapping) else None
+    if not isinstance(args, Mapping):
+        return
+    kw = config.get("constructor_kwargs", config)
+    bad = [f"{k}: checkpoint {args[k]!r}, config {kw[k]!r}" for k in _ARCH_FIELDS
+           if k in args and k in kw and args[k] != kw[k]]
+    if bad:
+        raise CheckpointMismatchError("UniTok checkpoint args disagree with the config: " + "; ".join(bad))
+
+
 def checkpoint_filter(raw: Any, config: dict) -> dict[str, torch.Tensor]:
-    """Official UniTok checkpoint → our state dict: unwrap `trainer.unitok`, drop the CLIP text branch (text tower,
-    fc_norm, projection, logit_scale) and the `vocab_usage` statistics; every other key keeps its upstream name."""
+    """Official UniTok checkpoint → our state dict: check its `args` against the config, unwrap `trainer.unitok`,
+    drop the CLIP text branch (text tower, fc_norm, projection, logit_scale) and the `vocab_usage` statistics; every
+    other key keeps its upstream name."""
+    check_args(raw, config)
     sd = _unitok_state_dict(raw)
     return {k: v for k, v in sd.items()
             if not k.startswith(_DROP_PREFIXES) and k not in _DROP_KEYS and not k.endswith(_DROP_SUFFIXES)}
