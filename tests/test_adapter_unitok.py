@@ -42,7 +42,7 @@ def test_encode_ids_and_latent_match_fixture(fixture):
     config, case, _, model = fixture
     with torch.no_grad():
         assert torch.allclose(model.encoder(case["model_input"]), case["encoder_tokens"], atol=1e-4, rtol=0)
-        assert torch.allclose(model.latent(case["model_input"]), case["latent"], atol=1e-4, rtol=0)
+        assert torch.allclose(model.latent(case["model_input"]), case["latent"], atol=1e-5, rtol=0)
     tokens = model.encode(case["images_uint8"])
     (ids,) = tokens.as_list()
     h, w = _grid(config)
@@ -61,6 +61,9 @@ def test_decode_raw_matches_fixture(fixture):
     with torch.no_grad():
         quant = model.quantizer.idx_to_f(ids.reshape(2, -1, ids.shape[-1]))
         assert torch.allclose(quant, case["quant"], atol=1e-6, rtol=0)
+        # tighter than the README's 1e-4 on purpose: a LayerNorm eps of 1e-6 instead of 1e-5 in the attention
+        # projection moves post_quant by 3e-5 but decoded_raw only by 6e-5 (our build is bit-exact on CPU)
+        assert torch.allclose(model.post_quant_proj(quant), case["post_quant"], atol=1e-5, rtol=0)
         raw = model.decode_raw(tokens)
     assert raw.shape == case["decoded_raw"].shape
     assert (raw - case["decoded_raw"]).abs().max() <= 1e-4  # README tolerance
