@@ -30,7 +30,7 @@ from tokbench.weights import CheckpointMismatchError, flatten_tensors
 FAMILY = "unitok"
 PAPER = "UniTok: A Unified Tokenizer for Visual Generation and Understanding (Ma et al., NeurIPS 2025, arXiv:2502.20321)"
 CODE_LICENSE = "MIT (github.com/FoundationVision/UniTok)"
-WEIGHTS_LICENSE = "unverified: the Hugging Face repo states no separate licence for the weights that we could check"
+WEIGHTS_LICENSE = "unverified: no licence for the released weights has been confirmed (the code is MIT)"
 
 # Keys of the official state dict that image encode/decode never reads.
 _DROP_PREFIXES = ("text_encoder.", "fc_norm.", "projection.")
