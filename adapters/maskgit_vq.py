@@ -54,6 +54,7 @@ class MaskGITVQTokenizer(Tokenizer):
         return [CodebookSpace(self.quantize.weight.shape[0], codes=self.quantize.weight.detach(), metric="l2")]
 
     def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        check_resolution(x, self.info)
         z = self.encoder(x).permute(0, 2, 3, 1)  # B h w C
         ids = l2_nearest(z.reshape(-1, z.shape[-1]), self.quantize.weight).view(z.shape[:3])
         return [ids], [z]
@@ -70,6 +71,13 @@ class MaskGITVQTokenizer(Tokenizer):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+def check_resolution(x: torch.Tensor, info: TokenizerInfo) -> None:
+    """The token layout is fixed by the resolution: refuse other image sizes with a clear message."""
+    if tuple(x.shape[-2:]) != (info.resolution, info.resolution):
+        raise ValueError(f"{info.preset or info.family} encodes {info.resolution}x{info.resolution} images, got "
+                         f"{x.shape[-2]}x{x.shape[-1]} (resize / centre-crop first, e.g. tokbench.data)")
+
+
 def _conv_config(config: Mapping[str, Any]) -> MaskGITConvConfig:
     kw = config.get("constructor_kwargs", config)
     return MaskGITConvConfig.from_dict(kw["encoder_decoder_conf"])

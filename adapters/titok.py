@@ -29,6 +29,7 @@ from torch import nn
 from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, TokenLayout, Tokens
 from tokbench.nn.maskgit_conv import Codebook, MaskGITConvConfig, MaskGITDecoder, l2_nearest
 from tokbench.nn.vit_blocks import transformer
+from tokbench_adapters.maskgit_vq import check_resolution
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import CheckpointMismatchError, parse_hf_spec, read_checkpoint, unwrap_state_dict, weights_dir
 
@@ -173,6 +174,7 @@ class TiTokTokenizer(Tokenizer):
         return [CodebookSpace(self.quantize.weight.shape[0], codes=self.effective_codes().detach(), metric=metric)]
 
     def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        check_resolution(x, self.info)
         z = self.encoder(x, self.latent_tokens).float()  # B N D (upstream quantises in float32)
         q = F.normalize(z, dim=-1) if self.use_l2_norm else z
         ids = l2_nearest(q.reshape(-1, q.shape[-1]), self.effective_codes().float()).view(z.shape[:2])

@@ -97,3 +97,9 @@ def test_offline_error_names_where_to_put_the_file(tmp_path, monkeypatch):
     with torch.device("meta"), pytest.raises(WeightsNotFoundError) as e:
         load_tokenizer("maskgit-vq")
     assert str(tmp_path / "maskgit-vqgan-imagenet-f16-256.bin") in str(e.value)
+
+
+def test_wrong_resolution_is_refused(fx):
+    model, _, _ = fx
+    with pytest.raises(ValueError, match="64x64"):
+        model.encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))

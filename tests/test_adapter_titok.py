@@ -82,6 +82,8 @@ def test_token_space_and_metadata(fx):
     info = model.info
     assert (info.family, info.value_range, info.resolution, info.tokens_per_image) == (family, "[0,1]", 64, 8)
     assert info.vocab_size == space.vocab_size and "Apache-2.0" in info.code_license and info.weights_license
+    with pytest.raises(ValueError, match="64x64"):
+        model.encode(torch.zeros(1, 3, 48, 48, dtype=torch.uint8))
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
