@@ -102,8 +102,8 @@ def strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def checkpoint_filter(raw: Any, config: dict) -> dict[str, torch.Tensor]:
-    """The official file is already a flat state dict with our names; tolerate `state_dict`/`model` wrappers,
-    a DDP `module.` prefix, and a TiTok-style `pixel_` copy is refused with a clear message."""
+    """The official file is already a flat state dict with our names. `state_dict`/`model` wrappers and a DDP
+    `module.` prefix are tolerated; a TiTok checkpoint (its `pixel_*` copy of this decoder) is refused clearly."""
     sd = strip_module_prefix(unwrap_state_dict(raw))
     if any(k.startswith("pixel_decoder.") for k in sd):
         raise CheckpointMismatchError("this is a TiTok checkpoint (pixel_decoder.* keys), not a MaskGIT-VQ one: "

@@ -304,6 +304,7 @@ def _preset_config(spec: str, fallback: dict):
         if theirs is not None:
             check_same_architecture(theirs, fallback, where=f"config.json of {spec}")
             cfg["constructor_kwargs"]["config"] = theirs
+            log.info("%s: using the repo's config.json found on this machine", spec)
         return cfg
 
     return get
