@@ -23,7 +23,7 @@ from tokbench.weights import CheckpointMismatchError, WeightsNotFoundError, read
 
 PAPER = "Weber et al., MaskBit: Embedding-free Image Generation via Bit Tokens, TMLR 2024 (arXiv:2409.16211)"
 CODE_LICENSE = "Apache-2.0"
-WEIGHTS_LICENSE = "Apache-2.0 (model cards: 'for research purposes')"
+WEIGHTS_LICENSE = "Apache-2.0 (the README adds: 'for research purposes')"
 UPSTREAM_EVAL_NOTE = "upstream eval: Resize(256, bilinear) + CenterCrop(256), output clamped to [0,1]"
 
 BENCH_PRESETS = ["maskbit-10bit", "maskbit-12bit", "maskbit-14bit", "maskbit-16bit", "maskbit-18bit",

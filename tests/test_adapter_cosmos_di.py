@@ -117,22 +117,25 @@ def test_bf16_jit_file(fixture, tmp_path):
         def forward(self, ids):
             return self.decoder(self.post_quant_conv(net.quantizer.codes_from_ids(ids, torch.bfloat16)))
 
-    x = case["model_input"][:1].to(torch.bfloat16)
+    images = case["images_uint8"][:, :, 32:96, 32:96].contiguous()  # 64 px keeps bf16 CPU convs quick
+    small = {**config, "image_size": 64}
+    reference = load_tokenizer("cosmos_di", weights=d / "weights.safetensors", upstream_config=small).encode(images)
+    x = src.to_model_input(images)[:1].to(torch.bfloat16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         enc = torch.jit.trace(Enc().eval(), x, strict=True, check_trace=False)
-        dec = torch.jit.trace(Dec().eval(), case["indices"][:1], strict=True, check_trace=False)
+        dec = torch.jit.trace(Dec().eval(), reference.ids[0][:1], strict=True, check_trace=False)
         torch.jit.save(enc, str(tmp_path / "encoder.jit"))
         torch.jit.save(dec, str(tmp_path / "decoder.jit"))
-    model = load_tokenizer("cosmos_di", weights=tmp_path, upstream_config=config)
+    model = load_tokenizer("cosmos_di", weights=tmp_path, upstream_config=small)
     assert model.runtime == "jit" and model.compute_dtype == torch.bfloat16
-    assert model.to_model_input(case["images_uint8"]).dtype == torch.bfloat16
+    assert model.to_model_input(images).dtype == torch.bfloat16
     model.keep_features = True
-    tokens = model.encode(case["images_uint8"])
-    agree = (tokens.ids[0] == case["indices"]).float().mean().item()
-    assert 0.8 <= agree  # bf16 changes a few percent of the ids (README: 3.1%)
+    tokens = model.encode(images)
+    agree = (tokens.ids[0] == reference.ids[0]).float().mean().item()
+    assert agree >= 0.8  # bf16 changes a few percent of the ids against float32 (README: 3.1%)
     out = model.decode_raw(tokens)
-    assert out.dtype == torch.float32 and out.shape == (2, 3, 128, 128) and torch.isfinite(out).all()
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 64, 64) and torch.isfinite(out).all()
     assert all(p.dtype == torch.bfloat16 for m in model._jit for p in m.parameters())
 
 
