@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokbench.api import CodebookSpace, TokenGroup, Tokenizer, TokenizerInfo, TokenLayout, Tokens
+from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, Tokens
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import unwrap_state_dict
-from tokbench.nn.multiscale_vq import MultiScaleResidualVQ
+from tokbench.nn.multiscale_vq import MultiScaleResidualVQ, multiscale_layout
 
 FAMILY = "var"
 PAPER = "Tian et al., Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale Prediction, NeurIPS 2024 (arXiv 2404.02905)"
@@ -169,12 +169,6 @@ class Decoder(nn.Module):
 # Tokenizer
 # ----------------------------------------------------------------------------------------------------------------------
 DEFAULT_DDCONFIG = {"ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "using_sa": True, "using_mid_sa": True}
-
-
-def multiscale_layout(v_patch_nums: Sequence[int], branches: int = 1) -> TokenLayout:
-    """One grid group per (branch, scale), branch-major; group k = branch·S + scale, spaces=(branch,)."""
-    return TokenLayout(tuple(TokenGroup((pn, pn), "grid", si, (b,)) for b in range(branches)
-                             for si, pn in enumerate(v_patch_nums)))
 
 
 class VARTokenizer(Tokenizer):

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokbench.api import TokenGroup, TokenLayout
+
 
 def phi_index_table(num_scales: int, num_phi: int) -> list[int]:
     """Which Φ conv each scale uses: argmin |ticks - k/(K-1)| with ticks = linspace(1/(3n), 1-1/(3n), n).
@@ -29,6 +31,12 @@ def phi_index_table(num_scales: int, num_phi: int) -> list[int]:
         return [0] * num_scales
     ticks = np.linspace(1 / 3 / num_phi, 1 - 1 / 3 / num_phi, num_phi)
     return [int(np.argmin(np.abs(ticks - si / (num_scales - 1)))) for si in range(num_scales)]
+
+
+def multiscale_layout(v_patch_nums: Sequence[int], branches: int = 1) -> TokenLayout:
+    """One grid group per (branch, scale), branch-major: group k = branch·S + scale, with spaces=(branch,)."""
+    return TokenLayout(tuple(TokenGroup((int(pn), int(pn)), "grid", si, (b,)) for b in range(branches)
+                             for si, pn in enumerate(v_patch_nums)))
 
 
 class PhiConv(nn.Conv2d):
