@@ -206,3 +206,22 @@ def test_offline_error(preset, file, tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError) as e:
         load_tokenizer(preset)
     assert str(tmp_path / file) in str(e.value) and "qiuk6/" in str(e.value)
+
+
+def test_official_pickle_round_trip(single, tmp_path):
+    """An official-style training pickle (EMA + non-EMA + optimizer + argparse Namespace) is refused without trust
+    and, when trusted, loads the EMA weights."""
+    from safetensors.torch import load_file
+
+    from tokbench.weights import UnsafeCheckpointError
+
+    cfg, case, _, _ = single
+    d = load_fixture("xqgan", "single")[2]
+    ema = load_file(str(d / "weights.safetensors"))
+    noisy = {k: (v + 1.0 if v.is_floating_point() else v) for k, v in ema.items()}
+    path = tmp_path / "RobustTok-zero.pt"
+    torch.save({"model": noisy, "ema": ema, "optimizer": {}, "steps": 3, "args": argparse.Namespace(ema=True)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="trust"):
+        load_tokenizer("xqgan", weights=str(path), upstream_config=cfg)
+    model = load_tokenizer("xqgan", weights=str(path), upstream_config=cfg, trust_checkpoint=True)
+    assert torch.equal(model.encode(case["images_uint8"]).ids[0], case["indices"])
