@@ -64,8 +64,8 @@ class PhiSet(nn.Module):
 class MultiScaleResidualVQ(nn.Module):
     """Residual quantiser over `v_patch_nums` scales with one codebook.
 
-    metric: "l2" (VAR: argmin |z|²+|e|²−2z·e on raw vectors) or "cosine" (ImageFolder: same formula on
-    L2-normalised vectors; the looked-up rows stay raw).
+    metric: "l2" (VAR: argmin |z|²+|e|²−2z·e on raw vectors) or "cosine" (ImageFolder: argmax of the dot product
+    of L2-normalised vectors; the looked-up rows stay raw).
     """
 
     def __init__(self, vocab_size: int, dim: int, v_patch_nums: Sequence[int], *, quant_resi: float = 0.5,
@@ -96,8 +96,8 @@ class MultiScaleResidualVQ(nn.Module):
     def _nearest(self, z: torch.Tensor) -> torch.Tensor:
         """z: N×C → ids N."""
         e = self.embedding.weight
-        if self.metric == "cosine":
-            z, e = F.normalize(z, dim=1), F.normalize(e, dim=1)
+        if self.metric == "cosine":  # ImageFolder: argmax of the dot product of normalised vectors
+            return (F.normalize(z, dim=1) @ F.normalize(e, dim=1).T).argmax(dim=1)
         d = (z * z).sum(1, keepdim=True) + (e * e).sum(1)[None, :]
         d = torch.addmm(d, z, e.T, beta=1, alpha=-2)
         return d.argmin(dim=1)
