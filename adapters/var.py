@@ -197,8 +197,8 @@ class VARTokenizer(Tokenizer):
         self.info = TokenizerInfo(
             family=FAMILY, resolution=int(config.get("image_size", pns[-1] * downsample)), crop="adm",
             value_range="[-1,1]", vocab_size=int(kw["vocab_size"]), tokens_per_image=self.layout.tokens_per_image,
-            quantizer="multiscale-vq", paper=PAPER, code_license="MIT (FoundationVision/VAR)",
-            weights_license="MIT (FoundationVision/var on Hugging Face, per the VAR repository)",
+            quantizer="multiscale-vq", paper=PAPER, code_license="MIT",
+            weights_license="MIT",
             weight_source="", notes="scales " + ",".join(map(str, pns)) + "; decoded outputs clamp to [-1,1] upstream")
 
     @property

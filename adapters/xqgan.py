@@ -27,10 +27,10 @@ from tokbench.nn.vit_tokenizer import LatentViTDecoder, LatentViTEncoder, vit_si
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import unwrap_state_dict
 
-CODE_LICENSE = ("Adobe Research License, non-commercial research only (lxa9867/ImageFolder; the RobusTok repo has no "
-                "licence file and derives from it); tokbench's adapter is an independent re-implementation")
-WEIGHTS_LICENSE = ("unverified: no explicit licence on the Hugging Face files; assume research-only, non-commercial "
-                   "(Adobe Research License of the code release)")
+# The code is Adobe Research License (lxa9867/ImageFolder; the RobusTok repo has no licence file and derives from it);
+# tokbench's adapter is an independent re-implementation. The Hugging Face files state no licence of their own.
+CODE_LICENSE = "Adobe Research License (non-commercial research only)"
+WEIGHTS_LICENSE = "unverified; assume research-only, non-commercial"
 PAPERS = {
     "xqgan": "Li et al., XQ-GAN: An Open-source Image Tokenization Framework for Autoregressive Generation (arXiv 2412.01762)",
     "robusttok": "Qiu et al., Robust Latent Matters: Boosting Image Generation with Sampling Error Synthesis (RobustTok, arXiv 2503.08354)",
