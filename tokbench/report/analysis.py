@@ -92,8 +92,11 @@ def analyse_pair(df: pd.DataFrame, metric: str, target: str, *, methods: Sequenc
            "coefficients": {}, "status": "ok", "messages": []}
     msg = res["messages"]
     if missing:
-        msg.append(f"{len(missing)} tokenizer(s) left out for a missing value: "
-                   + ", ".join(f"{m['tokenizer']} (no {' / '.join(m['missing'])})" for m in missing))
+        groups: dict[str, list[str]] = {}
+        for m in missing:
+            groups.setdefault(" / ".join(m["missing"]), []).append(m["tokenizer"])
+        msg.append(f"{len(missing)} tokenizer(s) left out for a missing value — "
+                   + "; ".join(f"no {k}: {', '.join(v)}" for k, v in groups.items()))
     if sign is None:
         msg.append(f"direction of {metric!r} or {target!r} unknown: `agreement` not computed, read the raw sign")
     if n < MIN_N_COEF:
@@ -180,7 +183,7 @@ def default_comparisons(metrics: Sequence[str]) -> list[tuple[str, str]]:
     return [(m, "rfid") for m in metrics if m == "pfid" or m.startswith("pfid@")]
 
 
-def analyse(df: pd.DataFrame, target: str, metrics: Sequence[str], *, label: str = "all rows",
+def analyse(df: pd.DataFrame, target: str, metrics: Sequence[str], *, label: str = "all rows", key: str = "all",
             collapse: str = "best", compare: Sequence[tuple[str, str]] | None = None,
             methods: Sequence[str] = stats.METHODS, n_resamples: int = 10_000, seed: int = 0,
             confidence: float = 0.95) -> dict:
@@ -188,7 +191,7 @@ def analyse(df: pd.DataFrame, target: str, metrics: Sequence[str], *, label: str
     if target not in df.columns:
         raise ValueError(f"no target column {target!r} (columns: {', '.join(map(str, df.columns))})")
     df, collapse_notes = collapse_duplicates(df, target, collapse)
-    section = {"label": label, "target": target, "target_direction": direction(target), "n_rows": int(len(df)),
+    section = {"key": key, "label": label, "target": target, "target_direction": direction(target), "n_rows": int(len(df)),
                "n_with_target": int(df[target].notna().sum()), "collapsed": collapse_notes, "metrics": [],
                "comparisons": []}
     if "generator" in df.columns:
@@ -229,15 +232,19 @@ def build_report(df: pd.DataFrame, target: str, metrics: Sequence[str], *, by: s
     if df[NAME_COLUMN].duplicated().any():
         pooled_label = (f"all rows, one per tokenizer ({collapse} {target} over its rows"
                         + (f", i.e. over {by} values: mixed {by}s, confounded" if by else "") + ")")
-    sections = [analyse(df, target, metrics, label=pooled_label, **kw)]
+    sections = [analyse(df, target, metrics, label=pooled_label, key="all", **kw)]
     if by:
         for v in group_values(df, by):
             sub = df[df[by].map(lambda c: "" if c is None or (isinstance(c, float) and math.isnan(c)) else str(c))
                      == v]
-            if sub[target].notna().sum() == 0:
-                notes.append(f"{by} = {v or '(empty)'}: {len(sub)} row(s), none with {target}; no section")
+            with_t = sub.loc[sub[target].notna(), NAME_COLUMN].astype(str).unique().tolist()
+            if len(with_t) < MIN_N_COEF:
+                notes.append(f"{by} = {v or '(empty)'}: {len(with_t)} tokenizer(s) with {target}"
+                             + (f" ({', '.join(with_t)})" if with_t else "")
+                             + f": too few for a correlation (needs at least {MIN_N_COEF}); no section")
                 continue
-            sections.append(analyse(sub, target, metrics, label=f"{by} = {v or '(empty)'}", **kw))
+            sections.append(analyse(sub, target, metrics, label=f"{by} = {v or '(empty)'}",
+                                    key=f"{by}-{v or 'empty'}", **kw))
     return {"schema": SCHEMA, "target": target, "target_direction": direction(target), "metrics": list(metrics),
             "by": by, "collapse": collapse, "inputs": inputs or {}, "notes": notes,
             "settings": {"methods": list(methods), "n_resamples": n_resamples, "seed": seed,
