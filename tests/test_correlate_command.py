@@ -8,7 +8,6 @@ import math
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tokbench.cli import main

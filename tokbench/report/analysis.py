@@ -97,6 +97,14 @@ def analyse_pair(df: pd.DataFrame, metric: str, target: str, *, methods: Sequenc
             groups.setdefault(" / ".join(m["missing"]), []).append(m["tokenizer"])
         msg.append(f"{len(missing)} tokenizer(s) left out for a missing value — "
                    + "; ".join(f"no {k}: {', '.join(v)}" for k, v in groups.items()))
+    for col in (metric, target):
+        pcol = f"{col.split('@')[0]}_protocol"
+        if pcol in df.columns:
+            used = df.loc[ok, pcol].astype(str)
+            kinds = sorted({v for v in used if v and v != "nan"})
+            if len(kinds) > 1:
+                msg.append(f"the {col} values come from {len(kinds)} different protocols ({pcol}): they were not "
+                           "measured the same way, so part of the spread is protocol, not tokenizer")
     if sign is None:
         msg.append(f"direction of {metric!r} or {target!r} unknown: `agreement` not computed, read the raw sign")
     if n < MIN_N_COEF:
@@ -191,7 +199,8 @@ def analyse(df: pd.DataFrame, target: str, metrics: Sequence[str], *, label: str
     if target not in df.columns:
         raise ValueError(f"no target column {target!r} (columns: {', '.join(map(str, df.columns))})")
     df, collapse_notes = collapse_duplicates(df, target, collapse)
-    section = {"key": key, "label": label, "target": target, "target_direction": direction(target), "n_rows": int(len(df)),
+    section = {"key": key, "label": label, "target": target, "target_direction": direction(target),
+               "n_rows": int(len(df)),
                "n_with_target": int(df[target].notna().sum()), "collapsed": collapse_notes, "metrics": [],
                "comparisons": []}
     if "generator" in df.columns:
@@ -254,6 +263,6 @@ def build_report(df: pd.DataFrame, target: str, metrics: Sequence[str], *, by: s
 
 
 DIRECTION_NOTE = ("FID-like metrics (rFID, pFID, gFID) are lower-is-better, so a metric that predicts gFID shows a "
-                  "*positive* correlation with it; higher-is-better metrics (PSNR, SSIM, usage, perplexity) agree "
-                  "with gFID through a *negative* one. `agreement` = coefficient × expected sign: positive means the "
+                  "positive correlation with it; higher-is-better metrics (PSNR, SSIM, usage, perplexity) agree "
+                  "with gFID through a negative one. `agreement` = coefficient × expected sign: positive means the "
                   "metric orders tokenizers as the target does.")

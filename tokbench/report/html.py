@@ -50,6 +50,7 @@ document.querySelectorAll('table.sortable').forEach(function(t){
     });
   });
 });
+document.body.setAttribute('data-tables', String(document.querySelectorAll('table.sortable').length));
 """
 
 _NUM = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)")
@@ -131,6 +132,8 @@ def page(report: dict, *, data_rows: list[dict] | None = None, data_columns: Seq
     st = report["settings"]
     parts.append(f'<p class="note">Pearson / Spearman / Kendall τ_b with scipy p-values; {st["confidence"]:.0%} '
                  f"{e(st['bootstrap'])}, {st['n_resamples']:,} resamples, seed {st['seed']}.</p>")
+    if report.get("coverage"):
+        parts.append(f"<p><b>Coverage</b> (distinct tokenizers): {e(render.coverage_text(report['coverage']))}.</p>")
     for n in report.get("notes", []):
         parts.append(f'<p class="note">{e(n)}</p>')
     for s in report["sections"]:

@@ -99,7 +99,8 @@ def rows_from_results(paths: Sequence[str | Path]) -> pd.DataFrame:
             continue
         name = (d.get("tokenizer") or {}).get("name", f.stem)
         if d.get("status") != "ok":
-            skipped.append({"file": str(f), "tokenizer": name, "reason": f"run {d.get('status')}: {d.get('reason', '')}"})
+            skipped.append({"file": str(f), "tokenizer": name,
+                            "reason": f"run {d.get('status')}: {d.get('reason', '')}"})
             continue
         info = (d.get("tokenizer") or {}).get("info") or {}
         m = d.get("metrics") or {}

@@ -25,7 +25,7 @@ def _plt():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.hashsalt": "tokbench", "svg.fonttype": "path", "font.size": 9})
+    plt.rcParams.update({"svg.hashsalt": "tokbench", "svg.fonttype": "none", "font.size": 9})
     return plt
 
 

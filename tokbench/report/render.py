@@ -164,6 +164,10 @@ def _section_head(section: dict) -> str:
     return s
 
 
+def coverage_text(cov: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in cov.items())
+
+
 def _short(m: str, limit: int = 260) -> str:
     return m if len(m) <= limit else m[:limit].rsplit(" ", 1)[0] + " … (full list in the .md/.json)"
 
@@ -177,6 +181,8 @@ def to_console(report: dict) -> str:
         msgs = _section_messages(s)
         if msgs:
             out += [""] + [f"  - {_short(m)}" for m in msgs]
+    if report.get("coverage"):
+        out.append("coverage (distinct tokenizers): " + coverage_text(report["coverage"]))
     for n in report.get("notes", []):
         out.append(f"note: {_short(n)}")
     out += ["", report["direction_note"]]
@@ -196,6 +202,9 @@ def to_markdown(report: dict, plots: dict[str, list[str]] | None = None) -> str:
     inp = report.get("inputs") or {}
     if inp:
         out += ["**Inputs.** " + "; ".join(f"{k}: {v}" for k, v in inp.items() if v not in (None, "", [])), ""]
+    cov = report.get("coverage")
+    if cov:
+        out += ["**Coverage** (distinct tokenizers): " + coverage_text(cov) + ".", ""]
     for n in report.get("notes", []):
         out.append(f"- {n}")
     if report.get("notes"):
