@@ -1,0 +1,257 @@
+"""Inputs of `tokbench correlate`: result files of `tokbench run` and CSV tables, turned into one DataFrame with one
+row per tokenizer (or per tokenizer × generator), a `tokenizer` column, numeric metric columns and a `source` column.
+
+The result-file schema (`tokbench.result/1`) is defined by `tokbench/runner/schema.py`; `rows_from_results` is the
+*only* place that reads it here, so a schema change is matched in one function.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+RESULT_SCHEMA = "tokbench.result/1"
+NAME_COLUMN = "tokenizer"
+
+# Metric columns that are not metrics: kept as text, never correlated.
+TEXT_COLUMNS = {"tokenizer", "family", "preset", "generator", "generator_params", "gfid_protocol", "rfid_protocol",
+                "pfid_protocol", "protocol", "protocol_hash", "source", "notes", "quantizer", "sampler", "cfg",
+                "set", "suite", "weights"}
+# Numeric columns that describe a tokenizer rather than measure it (never a default metric).
+DESCRIPTIVE_COLUMNS = {"tokens", "vocab", "vocab_size", "tokens_per_image", "params", "generator_params_m",
+                       "resolution"}
+
+LOWER_IS_BETTER = ("rfid", "pfid", "gfid", "fid", "lpips", "dead")
+HIGHER_IS_BETTER = ("psnr", "ssim", "usage", "perplexity", "entropy", "is", "inception_score", "precision", "recall")
+
+
+def direction(metric: str) -> str:
+    """'lower' or 'higher' is better, from the metric's name (prefix before '@'); 'unknown' otherwise."""
+    base = re.split(r"[@ (]", metric.strip().lower(), maxsplit=1)[0]
+    head = base.split("_")[0].split("/")[0]
+    if base.endswith("fid") or head in LOWER_IS_BETTER:
+        return "lower"
+    if head in HIGHER_IS_BETTER:
+        return "higher"
+    return "unknown"
+
+
+def expected_sign(metric: str, target: str) -> float | None:
+    """+1 when agreement shows as a positive coefficient (both lower-better, or both higher-better), −1 when the
+    directions differ (e.g. PSNR vs gFID), None when a direction is unknown."""
+    a, b = direction(metric), direction(target)
+    if "unknown" in (a, b):
+        return None
+    return 1.0 if a == b else -1.0
+
+
+# --- result files -----------------------------------------------------------------------------------------------
+
+def _result_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(q for q in p.glob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no result file or folder at {p}")
+    return files
+
+
+def pfid_column(entry: dict) -> str:
+    """Column name of one pFID setting, e.g. `pfid@alpha=0.5,delta=280,mode=code`."""
+    parts = [f"alpha={entry.get('alpha'):g}" if isinstance(entry.get("alpha"), (int, float)) else
+             f"alpha={entry.get('alpha')}"]
+    d = entry.get("delta")
+    parts.append(f"delta={d:g}" if isinstance(d, (int, float)) else f"delta={d}")
+    if entry.get("mode"):
+        parts.append(f"mode={entry['mode']}")
+    if entry.get("scales"):
+        parts.append(f"scales={entry['scales']}")
+    if entry.get("beta") not in (None, 1, 1.0):
+        parts.append(f"beta={entry['beta']:g}")
+    return "pfid@" + ",".join(parts)
+
+
+def rows_from_results(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per successful result file: tokenizer, family, tokens, vocab, rfid, one `pfid@…` column per pFID
+    setting (mean over seeds), usage, perplexity, entropy_norm, psnr, ssim, gfid (+ generator), protocol_hash, source.
+
+    Files that are not result files, or failed runs, are not rows; they are listed in `df.attrs['skipped']` so the
+    report can name them. pFID-versus-α curves go to `df.attrs['curves']` ({tokenizer: {key: [[α, mean, std]…]}}).
+    """
+    rows, skipped, curves = [], [], {}
+    for f in _result_files(paths):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            skipped.append({"file": str(f), "reason": f"unreadable JSON: {e}"})
+            continue
+        if not isinstance(d, dict) or d.get("schema") != RESULT_SCHEMA:
+            skipped.append({"file": str(f), "reason": f"not a {RESULT_SCHEMA} result file"})
+            continue
+        name = (d.get("tokenizer") or {}).get("name", f.stem)
+        if d.get("status") != "ok":
+            skipped.append({"file": str(f), "tokenizer": name,
+                            "reason": f"run {d.get('status')}: {d.get('reason', '')}"})
+            continue
+        info = (d.get("tokenizer") or {}).get("info") or {}
+        m = d.get("metrics") or {}
+        cb = m.get("codebook") or {}
+        row = {NAME_COLUMN: name, "family": info.get("family"), "tokens": info.get("tokens_per_image"),
+               "vocab": info.get("vocab_size"), "rfid": m.get("rfid")}
+        for p in m.get("pfid") or []:
+            row[pfid_column(p)] = p.get("mean")
+        row.update(usage=cb.get("usage"), perplexity=cb.get("perplexity"), entropy_norm=cb.get("entropy_norm"),
+                   psnr=m.get("psnr"), ssim=m.get("ssim"))
+        g = d.get("gfid")
+        if isinstance(g, dict):
+            row.update(gfid=g.get("value"), generator=g.get("generator"))
+        elif g is not None:
+            row["gfid"] = g
+        row["protocol_hash"] = ((d.get("protocol") or {}).get("hash") or "")[:16]
+        row["source"] = f"run:{f.name}"
+        rows.append(row)
+        if m.get("pfid_curve"):
+            curves[name] = m["pfid_curve"]
+    df = pd.DataFrame(rows)
+    df.attrs["skipped"] = skipped
+    df.attrs["curves"] = curves
+    return df
+
+
+# --- CSV tables -------------------------------------------------------------------------------------------------
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV with one row per tokenizer (or tokenizer × generator). Empty cells are missing values; a cell that is
+    neither empty nor a number in a metric column is an error naming the cell (never coerced to NaN silently)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no table at {path}")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, comment=None)
+    df.columns = [c.strip() for c in df.columns]
+    if NAME_COLUMN not in df.columns:
+        if "name" in df.columns:
+            df = df.rename(columns={"name": NAME_COLUMN})
+        else:
+            raise ValueError(f"{path}: needs a '{NAME_COLUMN}' column (found: {', '.join(df.columns)})")
+    if "source" not in df.columns:
+        df["source"] = f"table:{path.name}"
+    df = df.apply(lambda s: s.str.strip())
+    for c in df.columns:
+        if c in TEXT_COLUMNS:
+            continue
+        df[c] = _numeric(df[c], c, path, df[NAME_COLUMN])
+    df.attrs["skipped"] = []
+    df.attrs["curves"] = {}
+    return df
+
+
+def _numeric(col: pd.Series, name: str, path: Path, names: pd.Series) -> pd.Series:
+    vals = col.replace({"": None, "NA": None, "NaN": None, "nan": None, "—": None, "-": None})
+    out = pd.to_numeric(vals, errors="coerce")
+    bad = out.isna() & vals.notna()
+    if bad.all() and vals.notna().any():
+        return col  # a text column we do not know: keep it as text, it is never a metric
+    if bad.any():
+        i = int(bad.idxmax())
+        raise ValueError(f"{path}: column {name!r}, row {i + 2} ({names.iloc[i]}): {col.iloc[i]!r} is not a number "
+                         "(leave the cell empty for an unknown value)")
+    if any(isinstance(v, float) and math.isinf(v) for v in out.dropna()):
+        raise ValueError(f"{path}: column {name!r} holds an infinite value")
+    return out.astype(float)
+
+
+def metric_columns(df: pd.DataFrame, target: str) -> list[str]:
+    """Numeric columns that measure a tokenizer, except the target."""
+    out = []
+    for c in df.columns:
+        if c in TEXT_COLUMNS or c in DESCRIPTIVE_COLUMNS or c == target or c.startswith("_"):
+            continue
+        if pd.api.types.is_numeric_dtype(df[c]):
+            out.append(c)
+    return out
+
+
+def select_metrics(df: pd.DataFrame, wanted: Sequence[str] | None, target: str) -> list[str]:
+    """`rfid,pfid` → the columns; a name without '@' also selects every `name@…` setting column."""
+    avail = metric_columns(df, target)
+    if not wanted:
+        return avail
+    out = []
+    for w in wanted:
+        hits = [c for c in df.columns if c == w or c.startswith(w + "@")]
+        if not hits:
+            raise ValueError(f"no metric column {w!r}; available: {', '.join(avail) or '(none)'}")
+        for c in hits:
+            if c == target:
+                continue
+            if not pd.api.types.is_numeric_dtype(df[c]):
+                raise ValueError(f"column {c!r} is not numeric")
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def parse_where(exprs: Sequence[str] | None) -> list[tuple[str, str, list[str]]]:
+    """`col=a,b` (one of) and `col!=a` (none of); an empty value matches empty cells."""
+    out = []
+    for e in exprs or []:
+        m = re.fullmatch(r"\s*([^=!]+?)\s*(!=|=)\s*(.*)", e)
+        if not m:
+            raise ValueError(f"--where {e!r}: expected COLUMN=VALUE[,VALUE…] or COLUMN!=VALUE")
+        out.append((m.group(1), m.group(2), [v.strip() for v in m.group(3).split(",")]))
+    return out
+
+
+def apply_where(df: pd.DataFrame, filters: list[tuple[str, str, list[str]]]) -> pd.DataFrame:
+    for col, op, values in filters:
+        if col not in df.columns:
+            raise ValueError(f"--where: no column {col!r} (columns: {', '.join(df.columns)})")
+        s = df[col].map(_cell_text)
+        hit = s.isin(values)
+        df = df[hit] if op == "=" else df[~hit]
+    return df
+
+
+def _cell_text(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def merge_sources(runs: pd.DataFrame | None, table: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
+    """Measured rows first; a table fills the columns the runs lack (e.g. gFID) for the same tokenizer. A value
+    present in both and different is a conflict: the measured one is kept and the conflict reported."""
+    notes: list[str] = []
+    if runs is None or runs.empty:
+        return (table if table is not None else pd.DataFrame()), notes
+    if table is None or table.empty:
+        return runs, notes
+    common = set(runs[NAME_COLUMN]) & set(table[NAME_COLUMN])
+    if not common:
+        df = pd.concat([runs, table], ignore_index=True)
+        notes.append("runs and table share no tokenizer name: their rows are analysed side by side")
+        return df, notes
+    merged = runs.merge(table, on=NAME_COLUMN, how="outer", suffixes=("", "__table"))
+    for c in [c for c in merged.columns if c.endswith("__table")]:
+        base = c[: -len("__table")]
+        both = merged[base].notna() & merged[c].notna()
+        diff = both & (merged[base].astype(str) != merged[c].astype(str))
+        if base != "source":
+            for _, r in merged[diff].iterrows():
+                notes.append(f"{r[NAME_COLUMN]}: {base} measured {r[base]} but table says {r[c]}; kept the measured")
+        merged[base] = merged[base].where(merged[base].notna(), merged[c])
+        if base == "source":
+            merged[base] = merged[base].where(~both, merged[base].astype(str) + "+" + merged[c].astype(str))
+        merged = merged.drop(columns=c)
+    return merged, notes
