@@ -236,11 +236,12 @@ def weights_available_locally(preset: Preset) -> bool:
     spec = preset.weights
     if spec is None:
         return False
-    from .weights import parse_hf_spec, weights_dir
+    from .weights import parse_hf_spec, url_filename, weights_dir
 
     if spec.startswith("hf://"):
         repo_id, filename, revision = parse_hf_spec(spec)
-        if filename and (weights_dir() / filename.split("/")[-1]).exists():
+        local_name = filename.split("/")[-1] if filename else repo_id.replace("/", "--")
+        if (weights_dir() / local_name).exists():
             return True
         try:
             import huggingface_hub as hf
@@ -252,5 +253,5 @@ def weights_available_locally(preset: Preset) -> bool:
         except Exception:  # noqa: BLE001 - "not available" is the answer
             return False
     if spec.startswith(("http://", "https://")):
-        return (weights_dir() / spec.rstrip("/").split("/")[-1].split("?")[0]).exists()
+        return (weights_dir() / url_filename(spec)).exists()
     return Path(spec).expanduser().exists()

@@ -67,6 +67,14 @@ def parse_hf_spec(spec: str) -> tuple[str, str | None, str | None]:
     return repo_id, filename, revision
 
 
+def url_filename(url: str) -> str:
+    """The file name users save a manual download under: the URL's `#/name` fragment when given (Google Drive
+    links carry no name), else its last path component."""
+    if "#" in url:
+        return url.split("#", 1)[1].strip("/").split("/")[-1]
+    return url.rstrip("/").split("/")[-1].split("?")[0]
+
+
 def resolve_weights(spec: str | os.PathLike, *, what: str = "weights", manual_url: str | None = None) -> ResolvedWeights:
     """Turn a weights spec into a local path, downloading from the Hub when allowed. Every failure is one
     `WeightsNotFoundError` that says where to put the file."""
@@ -96,8 +104,7 @@ def resolve_weights(spec: str | os.PathLike, *, what: str = "weights", manual_ur
             ) from e
         return ResolvedWeights(Path(path), spec, revision)
     if spec.startswith(("http://", "https://")):
-        name = spec.rstrip("/").split("/")[-1].split("?")[0]
-        override = local / name
+        override = local / url_filename(spec)
         if override.exists():
             return ResolvedWeights(override, spec)
         raise WeightsNotFoundError(

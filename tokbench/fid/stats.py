@@ -4,6 +4,7 @@ distance (scipy `sqrtm` with the ADM/TTUR eps fallback, float64)."""
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -96,7 +97,8 @@ def frechet_distance(a, b, eps: float = 1e-6) -> float:
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError(f"statistics of different shapes: {mu1.shape} vs {mu2.shape}")
     diff = mu1 - mu2
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular products are handled below, not warned about per call
         covmean = linalg.sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
         log.warning("FID: singular product; adding %g to the covariance diagonals", eps)
