@@ -11,7 +11,7 @@ import torch
 
 from ..models.gen_layout import SequenceSpec
 from ..models.generator import ARGenerator, GeneratorConfig
-from ..weights import load_strict, safetensors_metadata, save_safetensors
+from ..weights import load_strict, safetensors_metadata, save_safetensors, sha256_file
 
 KIND = "tokbench.generator"
 
@@ -83,4 +83,6 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     meta = GeneratorMeta.from_metadata(safetensors_metadata(path), str(path))
     model = meta.build()
     load_strict(model, load_file(str(path)), what=str(path))
+    model.meta = meta  # provenance for gFID protocols
+    model.checkpoint = {"path": str(path), "sha256": sha256_file(path)}
     return model.to(device).eval(), meta

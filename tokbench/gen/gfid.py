@@ -64,22 +64,21 @@ def sample_images(model: ARGenerator, tokenizer, *, num: int, settings: Sampling
 
 
 def _reference(reference: Any) -> tuple[Any, dict]:
-    """An accumulator, a (mu, sigma) pair, or the path of an .npz → (what frechet_distance takes, description)."""
-    if isinstance(reference, (str, Path)):
-        from ..fid import load_npz_stats
+    """What `frechet_distance` takes, plus a description for the protocol. Accepts the path of an .npz (tokbench
+    statistics or an ADM reference batch such as VIRTUAL_imagenet256_labeled.npz), an accumulator, the
+    (accumulator, protocol) pair of `tokbench.fid.reference_stats`, or a (mu, sigma) pair."""
+    from ..fid import StatsAccumulator, load_npz_stats
 
-        p = Path(reference)
-        h = hashlib.sha256(p.read_bytes()).hexdigest()
-        return load_npz_stats(p), {"kind": "npz", "path": str(p), "sha256": h}
-    if isinstance(reference, tuple):
+    if isinstance(reference, (str, Path)):
+        acc, mu, sigma, proto = load_npz_stats(reference)
+        return (acc if acc is not None else (mu, sigma)), {"kind": "npz", "path": str(reference), **proto}
+    if isinstance(reference, StatsAccumulator):
+        return reference, {"kind": "accumulator", "n": reference.n}
+    if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[0], StatsAccumulator):
+        return reference[0], {"kind": "dataset", "n": reference[0].n, **dict(reference[1])}
+    if isinstance(reference, tuple) and len(reference) == 2:
         return reference, {"kind": "mu_sigma"}
-    desc = {"kind": type(reference).__name__}
-    if hasattr(reference, "n"):
-        try:
-            desc["n"] = int(reference.n)
-        except Exception:  # noqa: BLE001
-            pass
-    return reference, desc
+    raise TypeError(f"unsupported gFID reference {type(reference).__name__}")
 
 
 def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extractor: Callable, *,
@@ -92,14 +91,10 @@ def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extract
     statistics are all-reduced. save_dir: also write every sample as PNG (never JPEG)."""
     from ..fid import StatsAccumulator, frechet_distance
 
-    meta: GeneratorMeta | None = None
-    ckpt_desc: dict = {}
     if isinstance(generator, (str, Path)):
-        path = Path(generator)
-        generator, meta = load_generator(path, device or "cpu")
-        ckpt_desc = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    else:
-        meta = getattr(generator, "meta", None)
+        generator, _ = load_generator(generator, device or "cpu")
+    meta: GeneratorMeta | None = getattr(generator, "meta", None)
+    ckpt_desc: dict = dict(getattr(generator, "checkpoint", {}) or {})
     if device is not None:
         generator = generator.to(device)
     dev = generator.rope_cos.device

@@ -3,6 +3,7 @@
 Layout of a token folder:
   meta.json                    format, tokenizer reference, sequence spec, augmentation, shard size, classes, …
   shard_00000.labels.npy       n int64 class labels (−1 when the data set has no classes)
+  shard_00000.index.npy        n int64 indices of the images in the source data set (unreadable ones skipped)
   shard_00000.ids.npy          n x A x L x K ids (A augmentation variants per image; uint16 when every vocabulary
                                fits, else int32); written last, atomically: its presence marks the shard complete
 
@@ -73,54 +74,66 @@ def id_dtype(spec: SequenceSpec) -> np.dtype:
     return np.dtype(np.uint16) if max(spec.vocab_sizes) <= 65536 else np.dtype(np.int32)
 
 
-def pretokenize(tokenizer, dataset: Sequence, labels: Sequence[int], out_dir: str | Path, *, meta: dict,
-                aug: str = "none", shard_size: int = 4096, batch_size: int = 64, num_workers: int = 0,
-                progress: bool = True) -> Path:
-    """Encode `dataset` (uint8 3 x S x S images) with `tokenizer` into `out_dir`, resuming completed shards.
-    `meta` is recorded (tokenizer reference, data description); it must match an existing folder's."""
-    from torch.utils.data import DataLoader, Subset
+def pretokenize(tokenizer, dataset, out_dir: str | Path, *, meta: dict, labels: Sequence[int] | None = None,
+                classes: Sequence[str] | None = None, aug: str = "none", shard_size: int = 4096, batch_size: int = 64,
+                num_workers: int = 0, skip_bad_images: bool = False, progress: bool = True) -> Path:
+    """Encode `dataset` (a `tokbench.data` data set of uint8 3 x S x S images) with `tokenizer` into `out_dir`,
+    resuming completed shards. Labels default to the data set's own (class = first-level sub-folder). `meta` (the
+    tokenizer reference and a description of the data) is recorded and must match an existing folder's."""
+    from ..data import iter_batches
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = SequenceSpec.from_tokenizer(tokenizer)
     n = len(dataset)
+    if labels is None:
+        labels, classes = labels_from_dataset(dataset)
     if len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} images")
+    labels_arr = np.asarray(labels, dtype=np.int64)
     res = int(tokenizer.info.resolution)
-    full_meta = {"format": FORMAT, **meta, "aug": aug, "variants": num_variants(aug), "resolution": res,
-                 "num_images": n, "shard_size": int(shard_size), "sequence": spec.to_dict(),
-                 "id_dtype": id_dtype(spec).name}
+    request = {"format": FORMAT, **meta, "aug": aug, "variants": num_variants(aug), "resolution": res,
+               "source_images": n, "shard_size": int(shard_size), "sequence": spec.to_dict(),
+               "id_dtype": id_dtype(spec).name, "classes": list(classes or [])}
+    request = json.loads(json.dumps(request))
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        keys = [k for k in full_meta if k != "complete"]
-        diff = [k for k in keys if old.get(k) != json.loads(json.dumps(full_meta[k]))]
+        diff = [k for k in request if old.get(k) != request[k]]
         if diff:
             raise ValueError(f"{out} already holds tokens made with different settings ({', '.join(diff)}); "
                              "use another --out or delete the folder")
-    _write_json(meta_path, {**full_meta, "complete": False})
+    _write_json(meta_path, {**request, "complete": False})
     num_shards = (n + shard_size - 1) // shard_size
     todo = [s for s in range(num_shards) if not (out / f"shard_{s:05d}.ids.npy").exists()]
     if len(todo) < num_shards:
         log.info("resuming: %d of %d shards already done", num_shards - len(todo), num_shards)
-    bar = _progress(progress, total=sum(min(shard_size, n - s * shard_size) for s in todo), desc="pretokenize")
+    bar = _progress(progress, total=sum(min(shard_size, n - s * shard_size) for s in todo), desc="pretokenize",
+                    unit="img")
     for s in todo:
         lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
-        loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=batch_size, num_workers=num_workers)
-        chunks = []
-        for images in loader:
-            if isinstance(images, (list, tuple)):
-                images = images[0]
-            v = augment(images, aug, res)  # B x A x 3 x R x R
+        chunks, kept = [], []
+        for batch in iter_batches(dataset, batch_size, range(lo, hi), skip_bad_images=skip_bad_images,
+                                  num_workers=num_workers):
+            bar.update(len(batch.indices) + len(batch.bad))
+            if not len(batch.indices):
+                continue
+            v = augment(batch.images, aug, res)  # B x A x 3 x R x R
             b, a = v.shape[:2]
             toks = tokenizer.encode(v.reshape(b * a, *v.shape[2:]).to(tokenizer.device))
             seq = spec.to_sequence(toks).cpu()
             chunks.append(seq.reshape(b, a, spec.length, spec.num_sub).numpy().astype(id_dtype(spec)))
-            bar.update(b)
-        _atomic_save(out / f"shard_{s:05d}.labels.npy", np.asarray(labels[lo:hi], dtype=np.int64))
-        _atomic_save(out / f"shard_{s:05d}.ids.npy", np.concatenate(chunks))
+            kept.append(batch.indices.numpy())
+        idx = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+        ids = np.concatenate(chunks) if chunks else np.zeros((0, num_variants(aug), spec.length, spec.num_sub),
+                                                              id_dtype(spec))
+        _atomic_save(out / f"shard_{s:05d}.labels.npy", labels_arr[idx])
+        _atomic_save(out / f"shard_{s:05d}.index.npy", idx.astype(np.int64))
+        _atomic_save(out / f"shard_{s:05d}.ids.npy", ids)
     bar.close()
-    _write_json(meta_path, {**full_meta, "complete": True})
+    written = sum(len(np.load(out / f"shard_{s:05d}.labels.npy")) for s in range(num_shards))
+    _write_json(meta_path, {**request, "complete": True, "num_images": written,
+                            "bad_images": [b["path"] for b in getattr(dataset, "bad_images", [])]})
     return out
 
 
@@ -145,15 +158,17 @@ class TokenSet:
         if not self.meta.get("complete"):
             raise ValueError(f"{self.path} is incomplete: re-run the same `tokbench pretokenize` command to finish it")
         self.spec = SequenceSpec.from_dict(self.meta["sequence"])
-        n, size = int(self.meta["num_images"]), int(self.meta["shard_size"])
+        n, size = int(self.meta["source_images"]), int(self.meta["shard_size"])
         self.ids, labels = [], []
         for s in range((n + size - 1) // size):
             self.ids.append(np.load(self.path / f"shard_{s:05d}.ids.npy", mmap_mode="r"))
             labels.append(np.load(self.path / f"shard_{s:05d}.labels.npy"))
+            if len(labels[-1]) != len(self.ids[-1]):
+                raise ValueError(f"{self.path}: shard {s} has {len(self.ids[-1])} id rows and {len(labels[-1])} labels")
         self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        self.shard_size = size
-        if len(self.labels) != n or sum(len(a) for a in self.ids) != n:
-            raise ValueError(f"{self.path}: shards hold {len(self.labels)} images, meta.json says {n}")
+        self.offsets = np.cumsum([0] + [len(a) for a in self.ids])
+        if len(self.labels) != int(self.meta["num_images"]):
+            raise ValueError(f"{self.path}: shards hold {len(self.labels)} images, meta.json says {self.meta['num_images']}")
         self.variants = int(self.meta["variants"])
 
     def __len__(self) -> int:
@@ -172,8 +187,9 @@ class TokenSet:
         indices = np.asarray(indices, dtype=np.int64)
         variants = np.zeros_like(indices) if variants is None else np.asarray(variants, dtype=np.int64)
         out = np.empty((len(indices), self.spec.length, self.spec.num_sub), dtype=np.int64)
-        for j, (i, v) in enumerate(zip(indices, variants)):
-            out[j] = self.ids[i // self.shard_size][i % self.shard_size, v]
+        shard = np.searchsorted(self.offsets, indices, side="right") - 1
+        for j, (i, sh, v) in enumerate(zip(indices, shard, variants)):
+            out[j] = self.ids[sh][i - self.offsets[sh], v]
         return torch.from_numpy(out), torch.from_numpy(self.labels[indices].copy())
 
 
@@ -201,3 +217,29 @@ def labels_from_dataset(dataset) -> tuple[list[int], list[str]]:
     index = {c: i for i, c in enumerate(classes)}
     return [index[c] for c in names], classes
 
+
+
+def write_token_folder(out_dir: str | Path, ids: np.ndarray | torch.Tensor, labels, spec: SequenceSpec, *,
+                       meta: dict, classes: Sequence[str] = (), shard_size: int = 4096) -> Path:
+    """Write ids that already exist (N x A x L x K, e.g. codes extracted elsewhere, or a synthetic set for tests) as
+    a complete token folder that `TokenSet` and `train-gen` read."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray(ids)
+    if ids.ndim == 3:
+        ids = ids[:, None]
+    n = ids.shape[0]
+    if ids.shape[2:] != (spec.length, spec.num_sub):
+        raise ValueError(f"ids of shape {ids.shape}, expected N x A x {spec.length} x {spec.num_sub}")
+    spec.check(torch.from_numpy(ids.reshape(-1, spec.length, spec.num_sub).astype(np.int64)))
+    labels = np.asarray(labels, dtype=np.int64)
+    for s in range((n + shard_size - 1) // shard_size):
+        lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
+        _atomic_save(out / f"shard_{s:05d}.labels.npy", labels[lo:hi])
+        _atomic_save(out / f"shard_{s:05d}.index.npy", np.arange(lo, hi, dtype=np.int64))
+        _atomic_save(out / f"shard_{s:05d}.ids.npy", ids[lo:hi].astype(id_dtype(spec)))
+    _write_json(out / "meta.json", json.loads(json.dumps(
+        {"format": FORMAT, **meta, "aug": meta.get("aug", "none"), "variants": int(ids.shape[1]),
+         "source_images": n, "num_images": n, "shard_size": shard_size, "sequence": spec.to_dict(),
+         "id_dtype": id_dtype(spec).name, "classes": list(classes), "complete": True})))
+    return out

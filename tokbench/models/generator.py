@@ -96,7 +96,7 @@ def rope_angles(positions: torch.Tensor, head_dim: int, base: float) -> torch.Te
     if head_dim % (2 * p):
         raise ValueError(f"head dim {head_dim} must be divisible by {2 * p} for {p}-D rotary embeddings")
     n = head_dim // (2 * p)
-    freqs = base ** (-torch.arange(n, dtype=torch.float64) / n)
+    freqs = base ** (-torch.arange(n, dtype=torch.float64, device=positions.device) / n)
     ang = positions.double()[:, :, None] * freqs[None, None, :]  # L x P x n
     return ang.reshape(positions.shape[0], p * n)
 
