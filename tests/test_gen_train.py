@@ -110,3 +110,19 @@ def test_shipped_configs_build_llamagen_sizes(name, params):
     assert abs(m.num_params() - params) / params < 0.02, m.num_params()
     SamplingConfig.from_dict(cfg.sampling)
     RunConfig.load(project_root() / "benchmarks" / "gen" / "tiny.yaml")
+
+
+def test_augmentations():
+    from tokbench.gen.tokenset import augment, source_resolution
+
+    x = torch.arange(2 * 3 * 11 * 11, dtype=torch.int64).reshape(2, 3, 11, 11).to(torch.uint8)
+    assert augment(x, "none", 11).shape == (2, 1, 3, 11, 11)
+    f = augment(x, "flip", 11)
+    assert torch.equal(f[:, 0], x) and torch.equal(f[:, 1], x.flip(-1))
+    assert source_resolution("tencrop", 256) == 281 and source_resolution("flip", 256) == 256
+    t = augment(x, "tencrop", 10)  # LlamaGen: centre + 4 corners, then the same mirrored
+    assert t.shape == (2, 10, 3, 10, 10)
+    assert torch.equal(t[:, 1], x[..., :10, :10]) and torch.equal(t[:, 4], x[..., 1:, 1:])
+    assert torch.equal(t[:, 5:], t[:, :5].flip(-1))
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(x, "rotate", 10)
