@@ -104,6 +104,9 @@ def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extract
         settings = SamplingConfig.from_dict(settings)
     ref, ref_desc = _reference(reference)
 
+    if generator.conditional and num % generator.cfg.num_classes:
+        log.warning("%d samples for %d classes: classes get %d or %d samples (gFID protocol: 50 per class)", num,
+                    generator.cfg.num_classes, num // generator.cfg.num_classes, num // generator.cfg.num_classes + 1)
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()

@@ -120,12 +120,14 @@ def generate(model: ARGenerator, labels: torch.Tensor, noise: torch.Tensor, sett
     cache = KVCache(len(model.blocks)) if settings.use_cache else None
     ac = torch.autocast(dev.type, dtype=autocast_dtype) if autocast_dtype is not None else _null()
     for t in range(L):
-        ids = seq.repeat(2, 1, 1) if guided else seq
+        prev = (seq[:, t - 1 : t] if cache is not None else seq[:, :t]) if t else None
+        if guided and prev is not None:
+            prev = torch.cat([prev, prev])
         with ac:
             if cache is not None:
-                h = model(lab, ids[:, t - 1 : t] if t else None, start=t, cache=cache)[:, -1]
+                h = model(lab, prev, start=t, cache=cache)[:, -1]
             else:
-                h = model(lab, ids[:, :t] if t else None, start=0)[:, -1]
+                h = model(lab, prev, start=0)[:, -1]
             step_logits = model.step_logits(h, t)
         w = cfg_scale(settings.cfg, t, L, settings.cfg_schedule, settings.cfg_power) if guided else 1.0
         for k, logits in enumerate(step_logits):

@@ -253,16 +253,23 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
                 with torch.no_grad():
                     torch._foreach_lerp_(ema, [p.detach().float() for p in model.parameters()], 1.0 - d)
             step += 1
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach().float())  # no per-step device sync
             tokens_seen += ids.shape[0] * ids.shape[1] * world
             bar.update(1)
+            if step % tc.log_every == 0 or step == end:
+                mean_loss = float(torch.stack(losses).mean())
+                if world > 1:  # every rank reaches this line at the same steps
+                    t = torch.tensor([mean_loss], dtype=torch.float64, device=dev)
+                    torch.distributed.all_reduce(t)
+                    mean_loss = float(t) / world
             if logf and (step % tc.log_every == 0 or step == end):
                 el = time.time() - t0
-                rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr, "grad_norm": float(gn),
+                rec = {"step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(gn),
                        "elapsed_s": round(el, 3), "tokens_per_s": round(tokens_seen / max(el, 1e-9), 1)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")
+            if step % tc.log_every == 0 or step == end:
                 losses, t0, tokens_seen = [], time.time(), 0
             if tc.ckpt_every and step % tc.ckpt_every == 0 and step < end:
                 save(final=False)
