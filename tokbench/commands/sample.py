@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-png", action="store_true", help="write every sample to OUT/images as PNG")
     p.add_argument("--reference", help="ADM/tokbench .npz, image folder or 'sample': compute gFID against it")
     p.add_argument("--extractor", default="inception-v3-compat")
-    p.add_argument("--extractor-weights", help="local Inception weights (see fid-protocol.md)")
+    p.add_argument("--fid-weights", "--extractor-weights", dest="extractor_weights",
+                   help="local Inception weights file (see fid-protocol.md); random weights are flagged")
     p.add_argument("--tokenizer", help="override the checkpoint's tokenizer (preset / path)")
     p.add_argument("--tokenizer-weights")
     p.add_argument("--no-cache", action="store_true", help="sample without the KV cache (slow; for checks)")
