@@ -1,0 +1,12 @@
+"""tokbench's generator side: pre-tokenised data, training, sampling and gFID for the in-house AR generator.
+
+Entry points: `gfid(generator, tokenizer, reference, extractor, settings=…, num=…, seed=…, batch_size=…)` →
+(value, protocol); `load_generator(path)`; `generate(model, labels, noise, settings)`; `train(tokens, config, out)`.
+"""
+
+from .checkpoint import GeneratorMeta, TokenizerRef, load_generator, save_generator
+from .gfid import class_labels, gfid, sample_images
+from .sampling import SamplingConfig, cfg_scale, generate, pick, sample_noise, sample_seeds
+
+__all__ = ["GeneratorMeta", "TokenizerRef", "load_generator", "save_generator", "gfid", "class_labels",
+           "sample_images", "SamplingConfig", "cfg_scale", "generate", "pick", "sample_noise", "sample_seeds"]

@@ -1,0 +1,160 @@
+"""gFID: sample from a generator, decode with its tokenizer, stream the images straight into the FID engine.
+
+Protocol (fid-protocol.md §5.3): N samples, class-balanced for class-conditional models (sample i has class
+⌊i·C/N⌋, so 50 000 samples of ImageNet are 50 per class), each with its own fixed seed (see `sampling.sample_seeds`),
+uint8 by floor(255·x + 0.5), compared against given reference statistics (an ADM .npz such as
+VIRTUAL_imagenet256_labeled.npz, or a data set's cached statistics). The sampler settings, seeds rule, generator and
+tokenizer provenance go into the returned protocol dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ..models.generator import ARGenerator
+from .checkpoint import GeneratorMeta, load_generator
+from .sampling import SamplingConfig, generate, sample_noise, sample_seeds
+
+log = logging.getLogger(__name__)
+
+SEED_RULE = "sample i uses a CPU torch.Generator seeded (seed*1000003 + i*7919 + 12345) mod (2**63-1); inverse-CDF picks"
+
+
+def class_labels(num: int, num_classes: int) -> torch.Tensor:
+    """Class of each sample: balanced, class-major (i·C // N); all zeros for unconditional models."""
+    if num_classes <= 0:
+        return torch.zeros(num, dtype=torch.long)
+    return torch.arange(num, dtype=torch.long) * num_classes // num
+
+
+def _to_uint8(x01: torch.Tensor) -> torch.Tensor:
+    from ..data import to_uint8
+
+    return to_uint8(x01)
+
+
+@torch.no_grad()
+def sample_images(model: ARGenerator, tokenizer, *, num: int, settings: SamplingConfig, seed: int = 0,
+                  batch_size: int = 64, indices: list[int] | None = None, autocast_dtype: torch.dtype | None = None,
+                  progress: bool = True) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """Yield (sample indices, labels, uint8 B x 3 x H x W images) for samples `indices` (default all of 0…num−1)."""
+    from tqdm.auto import tqdm
+
+    labels_all = class_labels(num, model.cfg.num_classes)
+    indices = list(range(num)) if indices is None else list(indices)
+    bar = tqdm(total=len(indices), desc="sample", disable=not progress)
+    try:
+        for lo in range(0, len(indices), batch_size):
+            idx = indices[lo : lo + batch_size]
+            labels = labels_all[idx]
+            noise = sample_noise(sample_seeds(seed, idx), model.seq_len, model.num_sub)
+            seq = generate(model, labels, noise, settings, autocast_dtype=autocast_dtype)
+            tokens = model.spec.to_tokens(seq).to(tokenizer.device)
+            images = _to_uint8(tokenizer.decode(tokens).float().cpu())
+            bar.update(len(idx))
+            yield idx, labels, images
+    finally:
+        bar.close()
+
+
+def _reference(reference: Any) -> tuple[Any, dict]:
+    """What `frechet_distance` takes, plus a description for the protocol. Accepts the path of an .npz (tokbench
+    statistics or an ADM reference batch such as VIRTUAL_imagenet256_labeled.npz), an accumulator, the
+    (accumulator, protocol) pair of `tokbench.fid.reference_stats`, or a (mu, sigma) pair."""
+    from ..fid import StatsAccumulator, load_npz_stats
+
+    if isinstance(reference, (str, Path)):
+        acc, mu, sigma, proto = load_npz_stats(reference)
+        return (acc if acc is not None else (mu, sigma)), {"kind": "npz", "path": str(reference), **proto}
+    if isinstance(reference, StatsAccumulator):
+        return reference, {"kind": "accumulator", "n": reference.n}
+    if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[0], StatsAccumulator):
+        return reference[0], {"kind": "dataset", "n": reference[0].n, **dict(reference[1])}
+    if isinstance(reference, tuple) and len(reference) == 2:
+        return reference, {"kind": "mu_sigma"}
+    raise TypeError(f"unsupported gFID reference {type(reference).__name__}")
+
+
+def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extractor: Callable, *,
+         settings: SamplingConfig | dict | None = None, num: int = 50_000, seed: int = 0, batch_size: int = 64,
+         device: str | torch.device | None = None, save_dir: str | Path | None = None, progress: bool = True,
+         bf16: bool = True) -> tuple[float, dict]:
+    """gFID of `generator` (a model or a checkpoint path) decoded by `tokenizer`, against `reference` (a
+    `tokbench.fid` accumulator, (mu, sigma), or an .npz path), features from `extractor` (uint8 → float64 B x D with a
+    `.protocol` dict). Returns (value, protocol). Under torch.distributed every rank samples its share and the
+    statistics are all-reduced. save_dir: also write every sample as PNG (never JPEG)."""
+    from ..fid import StatsAccumulator, frechet_distance
+
+    if isinstance(generator, (str, Path)):
+        generator, _ = load_generator(generator, device or "cpu")
+    meta: GeneratorMeta | None = getattr(generator, "meta", None)
+    ckpt_desc: dict = dict(getattr(generator, "checkpoint", {}) or {})
+    if device is not None:
+        generator = generator.to(device)
+    dev = generator.rope_cos.device
+    if settings is None:
+        settings = SamplingConfig.from_dict(meta.sampling if meta else {})
+    elif isinstance(settings, dict):
+        settings = SamplingConfig.from_dict(settings)
+    ref, ref_desc = _reference(reference)
+
+    if generator.conditional and num % generator.cfg.num_classes:
+        log.warning("%d samples for %d classes: classes get %d or %d samples (gFID protocol: 50 per class)", num,
+                    generator.cfg.num_classes, num // generator.cfg.num_classes, num // generator.cfg.num_classes + 1)
+    rank, world = 0, 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    indices = list(range(rank, num, world))
+    acc = None
+    ac = torch.bfloat16 if (bf16 and dev.type == "cuda") else None
+    for idx, labels, images in sample_images(generator, tokenizer, num=num, settings=settings, seed=seed,
+                                             batch_size=batch_size, indices=indices, autocast_dtype=ac,
+                                             progress=progress and rank == 0):
+        feats = extractor(images)
+        if acc is None:
+            acc = StatsAccumulator(int(feats.shape[1]))
+        acc.update(feats)
+        if save_dir is not None:
+            _save_pngs(Path(save_dir), idx, labels, images)
+    if acc is None:
+        raise ValueError("gFID needs at least one sample")
+    if world > 1:
+        acc.all_reduce()
+    value = float(frechet_distance(acc, ref))
+    protocol = {
+        "metric": "gfid",
+        "num_samples": num,
+        "per_class": (num // generator.cfg.num_classes) if generator.conditional else None,
+        "class_rule": "class of sample i = i*C // N" if generator.conditional else "unconditional",
+        "seed": seed,
+        "seed_rule": SEED_RULE,
+        "sampling": settings.to_dict(),
+        "uint8": "floor(255*x+0.5)",
+        "generator": {"config": generator.cfg.to_dict(), "checkpoint": ckpt_desc,
+                      "train": {k: v for k, v in (meta.train if meta else {}).items() if k in ("step", "total_steps", "ema", "aug", "num_images")},
+                      "params": generator.num_params()},
+        "tokenizer": {"family": tokenizer.info.family, "preset": tokenizer.info.preset,
+                      "weight_source": tokenizer.info.weight_source,
+                      "ref": meta.tokenizer.to_dict() if meta else None},
+        "extractor": dict(getattr(extractor, "protocol", {}) or {}),
+        "reference": ref_desc,
+    }
+    protocol["protocol_hash"] = hashlib.sha256(json.dumps(
+        {k: v for k, v in protocol.items() if k != "generator"} | {"generator": protocol["generator"]["checkpoint"]},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return value, protocol
+
+
+def _save_pngs(folder: Path, idx: list[int], labels: torch.Tensor, images: torch.Tensor) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arr = images.permute(0, 2, 3, 1).contiguous().numpy()
+    for i, lab, a in zip(idx, labels.tolist(), arr):
+        Image.fromarray(a).save(folder / f"{i:06d}_c{lab:04d}.png")
