@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
                           "tokbench": __version__}, indent=1, default=str))
     else:
         flag = "  (RANDOM-WEIGHT Inception: not comparable with real FIDs)" if extractor.protocol["random_weights"] else ""
-        print(f"{value:.6f}{flag}")
+        print(f"{value:.9g}{flag}")
     return 0
