@@ -40,14 +40,16 @@ class TamingVQTokenizer(Tokenizer):
 
     metric: Metric = "l2"
 
-    def __init__(self, net: TamingConfig, n_embed: int, embed_dim: int, image_size: int, info: TokenizerInfo) -> None:
+    def __init__(self, net: TamingConfig, n_embed: int, embed_dim: int, image_size: int, info: TokenizerInfo,
+                 decoder_net: TamingConfig | None = None) -> None:
         super().__init__()
-        self.net_config = net
+        decoder_net = net if decoder_net is None else decoder_net
+        self.net_config, self.decoder_config = net, decoder_net
         self.n_embed, self.embed_dim, self.image_size = int(n_embed), int(embed_dim), int(image_size)
         self.encoder = Encoder(net)
-        self.decoder = Decoder(net)
+        self.decoder = Decoder(decoder_net)
         self.quant_conv = nn.Conv2d(net.z_channels * (2 if net.double_z else 1), embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(embed_dim, net.z_channels, 1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, decoder_net.z_channels, 1)
         self._make_quantizer()
         f = net.downsample_factor
         if image_size % f:
@@ -89,7 +91,11 @@ class TamingVQTokenizer(Tokenizer):
         """Latent B×D×h×w → ids B×h×w under the family's metric."""
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-        return nearest_code(flat, self.codebook(), self.metric).view(b, h, w)
+        return nearest_code(flat, self.assignment_codes(), self.metric).view(b, h, w)
+
+    def assignment_codes(self) -> torch.Tensor:
+        """The codes handed to the nearest-code search (the metric may normalise them further)."""
+        return self.codebook()
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """ids B×h×w → quantised latent B×D×h×w (contiguous NCHW)."""

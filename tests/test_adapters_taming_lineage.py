@@ -31,6 +31,8 @@ class Spec:
 SPECS = {
     "taming_vqgan": Spec("taming_vqgan", {"f16-1024": "taming-vqgan-f16-1024", "f16-16384": "taming-vqgan-f16-16384"},
                          latent="z", metric="l2"),
+    "llamagen_vq": Spec("llamagen_vq", {"VQ-16 (vq_ds16_c2i)": "llamagen-vq16", "VQ-8 (vq_ds8_c2i)": "llamagen-vq8"},
+                        latent="pre_quant", metric="cosine", decoded_atol=1e-4, recon_atol=1e-4),
 }
 
 
@@ -132,6 +134,8 @@ def _wrap_official(family: str, sd: dict, entry: dict) -> dict:
     meta = torch.empty(1, device="meta")
     if family == "taming_vqgan":
         return {"state_dict": {**sd, "loss.discriminator.main.0.weight": meta, "loss.logvar": meta}, "epoch": 1}
+    if family == "llamagen_vq":
+        return {"model": sd, "steps": 400000}
     raise AssertionError(family)
 
 
