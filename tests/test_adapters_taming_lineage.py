@@ -33,6 +33,8 @@ SPECS = {
                          latent="z", metric="l2"),
     "llamagen_vq": Spec("llamagen_vq", {"VQ-16 (vq_ds16_c2i)": "llamagen-vq16", "VQ-8 (vq_ds8_c2i)": "llamagen-vq8"},
                         latent="pre_quant", metric="cosine", decoded_atol=1e-4, recon_atol=1e-4),
+    "ibq": Spec("ibq", {f"imagenet256_{n}": f"ibq-{n}" for n in (1024, 8192, 16384, 262144)},
+                latent="pre_quant", metric="dot", decoded_atol=1e-4, recon_atol=1e-4),
 }
 
 
@@ -136,7 +138,23 @@ def _wrap_official(family: str, sd: dict, entry: dict) -> dict:
         return {"state_dict": {**sd, "loss.discriminator.main.0.weight": meta, "loss.logvar": meta}, "epoch": 1}
     if family == "llamagen_vq":
         return {"model": sd, "steps": 400000}
+    if family in ("ibq", "open_magvit2"):
+        return {"state_dict": _lit_ema_wrap(sd, sd, entry), "global_step": 1}
     raise AssertionError(family)
+
+
+def _lit_ema_wrap(raw: dict, ema: dict, entry: dict | None = None) -> dict:
+    """A Lightning state dict with LitEma copies, as SEED-Voken writes it: raw generator keys, `loss.*`,
+    `model_ema.<key without dots>` for the generator (and the discriminator), decay and num_updates."""
+    meta = torch.empty(1, device="meta")
+    out = dict(raw)
+    out.update({"model_ema." + k.replace(".", ""): v for k, v in ema.items()})
+    loss_keys = [r[0] for r in (entry or {}).get("ckpt_loss_keys", [])] or ["loss.discriminator.main.0.weight"]
+    out.update({k: meta for k in loss_keys})
+    out.update({"model_ema." + k.replace(".", ""): meta for k in loss_keys if k.startswith("loss.discriminator.")})
+    out["model_ema.decay"] = torch.tensor(0.999)
+    out["model_ema.num_updates"] = torch.tensor(1000)
+    return out
 
 
 PRESET_CASES = [(f, k, p) for f, s in SPECS.items() for k, p in s.presets.items()]
@@ -197,3 +215,32 @@ def test_wrong_image_size_is_a_clear_error():
     model, _, case = _load("taming_vqgan")
     with pytest.raises(ValueError, match="expected 128x128"):
         model.encode(case["images_uint8"][..., :64, :64])
+
+
+@pytest.mark.parametrize("family", ["ibq", "open_magvit2"])
+def test_filter_takes_the_lit_ema_weights(family):
+    config, _, d = load_fixture(family)
+    from safetensors.torch import load_file
+
+    ema = {k: v.clone() for k, v in load_file(str(d / "weights.safetensors")).items()}
+    raw = {k: torch.zeros_like(v) for k, v in ema.items()}
+    fam = get_family(family)
+    sd = fam.checkpoint_filter({"state_dict": _lit_ema_wrap(raw, ema), "epoch": 3}, config)
+    assert sorted(sd) == sorted(ema) and all(torch.equal(sd[k], ema[k]) for k in ema)
+    model = fam.build(config)
+    model.load_state_dict(sd, strict=True)
+    # without EMA copies (the fixture's flat file) the generator keys pass through; a partial EMA set is refused
+    assert all(torch.equal(a, b) for a, b in zip(fam.checkpoint_filter(raw, config).values(), raw.values()))
+    partial = _lit_ema_wrap(raw, dict(list(ema.items())[:3]))
+    with pytest.raises(Exception, match="EMA"):
+        fam.checkpoint_filter({"state_dict": partial}, config)
+
+
+def test_llamagen_filter_prefers_ema():
+    config, _, d = load_fixture("llamagen_vq")
+    from safetensors.torch import load_file
+
+    ema = load_file(str(d / "weights.safetensors"))
+    raw = {k: torch.zeros_like(v) for k, v in ema.items()}
+    sd = get_family("llamagen_vq").checkpoint_filter({"model": raw, "ema": ema}, config)
+    assert torch.equal(sd["decoder.up.0.block.0.conv1.weight"], ema["decoder.conv_blocks.4.res.0.conv1.weight"])
