@@ -35,6 +35,7 @@ SPECS = {
                         latent="pre_quant", metric="cosine", decoded_atol=1e-4, recon_atol=1e-4),
     "ibq": Spec("ibq", {f"imagenet256_{n}": f"ibq-{n}" for n in (1024, 8192, 16384, 262144)},
                 latent="pre_quant", metric="dot", decoded_atol=1e-4, recon_atol=1e-4),
+    "vqgan_lc": Spec("vqgan_lc", {"vqgan-lc-100K-f16-dim8": "vqgan-lc-100k"}, latent="z", metric="l2"),
 }
 
 
@@ -126,6 +127,8 @@ def test_metadata(loaded):
     assert info.tokens_per_image == model.layout.tokens_per_image == case["indices"][0].numel()
     assert info.value_range == "[-1,1]" and info.crop == "adm"
     assert info.paper and info.code_license and info.weights_license
+    if spec.family == "vqgan_lc":  # no licence is published: say so
+        assert "no licence" in info.code_license and "no licence" in info.weights_license
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -138,6 +141,9 @@ def _wrap_official(family: str, sd: dict, entry: dict) -> dict:
         return {"state_dict": {**sd, "loss.discriminator.main.0.weight": meta, "loss.logvar": meta}, "epoch": 1}
     if family == "llamagen_vq":
         return {"model": sd, "steps": 400000}
+    if family == "vqgan_lc":
+        extra = meta_state_dict(entry["extra_checkpoint_keys"])
+        return {"state_dict": {**sd, **extra}, "epoch": 100}
     if family in ("ibq", "open_magvit2"):
         return {"state_dict": _lit_ema_wrap(sd, sd, entry), "global_step": 1}
     raise AssertionError(family)
