@@ -36,6 +36,8 @@ SPECS = {
     "ibq": Spec("ibq", {f"imagenet256_{n}": f"ibq-{n}" for n in (1024, 8192, 16384, 262144)},
                 latent="pre_quant", metric="dot", decoded_atol=1e-4, recon_atol=1e-4),
     "vqgan_lc": Spec("vqgan_lc", {"vqgan-lc-100K-f16-dim8": "vqgan-lc-100k"}, latent="z", metric="l2"),
+    "open_magvit2": Spec("open_magvit2", {"imagenet_256_L": "open-magvit2-256-l"}, latent="encoder_out", metric=None,
+                         codes=None, decoded_atol=1e-4, recon_atol=1e-4),
 }
 
 
