@@ -67,13 +67,20 @@ class TamingVQTokenizer(Tokenizer):
         """The effective N×D code vectors, exactly as assignment and decoding use them."""
         return self.quantize.embedding.weight
 
-    def _codebook_version(self) -> tuple:
-        return tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in self.quantize.parameters())
+    def _codebook_tensors(self) -> list[torch.Tensor]:
+        """The tensors the effective codes derive from (their versions key the token-space cache)."""
+        return list(self.quantize.parameters())
+
+    def _codebook_version(self) -> tuple | None:
+        try:
+            return tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in self._codebook_tensors())
+        except RuntimeError:  # inference tensors carry no version counter: do not cache
+            return None
 
     @property
     def token_spaces(self) -> list[TokenSpace]:  # type: ignore[override]
         key = self._codebook_version()
-        if self._space_cache is None or self._space_cache[0] != key:
+        if key is None or self._space_cache is None or self._space_cache[0] != key:
             with torch.no_grad():
                 codes = self.codebook().detach().clone()
             self._space_cache = (key, [CodebookSpace(self.n_embed, codes=codes, metric=self.metric)])

@@ -29,7 +29,7 @@ FAMILY = "vqgan_lc"
 BENCH_PRESETS = ["vqgan-lc-100k"]
 PAPER = ("Zhu et al. Scaling the Codebook Size of VQGAN to 100,000 with a Utilization Rate of 99%. NeurIPS 2024 "
          "(arXiv 2406.11837)")
-NO_LICENSE = "none: the VQGAN-LC repository has no licence file (all rights reserved; evaluate locally, do not redistribute)"
+NO_LICENSE = "none (no licence file published: all rights reserved; evaluate locally, do not redistribute)"
 CLIP_DIM = 768  # CLIP ViT-L/14 feature width of the official initial codebook
 
 
@@ -49,9 +49,8 @@ class VQGANLCTokenizer(TamingVQTokenizer):
     def codebook(self) -> torch.Tensor:
         return self.codebook_projection(self.tok_embeddings.weight)
 
-    def _codebook_version(self) -> tuple:
-        ps = (self.tok_embeddings.weight, self.codebook_projection.weight, self.codebook_projection.bias)
-        return tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in ps)
+    def _codebook_tensors(self) -> list[torch.Tensor]:
+        return [self.tok_embeddings.weight, self.codebook_projection.weight, self.codebook_projection.bias]
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         # project only the rows we need instead of all 100k codes (the same maths row by row)

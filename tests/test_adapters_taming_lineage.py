@@ -252,3 +252,33 @@ def test_llamagen_filter_prefers_ema():
     raw = {k: torch.zeros_like(v) for k, v in ema.items()}
     sd = get_family("llamagen_vq").checkpoint_filter({"model": raw, "ema": ema}, config)
     assert torch.equal(sd["decoder.up.0.block.0.conv1.weight"], ema["decoder.conv_blocks.4.res.0.conv1.weight"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Shared helpers
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+def test_nearest_code_chunked_equals_dense(metric):
+    from tokbench.nn.quantize import code_scores, nearest_code
+
+    g = torch.Generator().manual_seed(0)
+    z, codes = torch.randn(50, 6, generator=g), torch.randn(97, 6, generator=g) * torch.rand(97, 1, generator=g)
+    codes[40] = codes[7]  # an exact tie resolves to the lower index, across chunks too
+    z[3] = codes[7] * (1.0 if metric != "dot" else 0.0) + (codes[7] if metric == "dot" else 0.0)
+    dense = code_scores(z, codes, metric).argmax(1)
+    assert torch.equal(nearest_code(z, codes, metric), dense)
+    assert torch.equal(nearest_code(z, codes, metric, chunk_elements=50 * 8), dense)
+    assert int(nearest_code(z, codes, metric, chunk_elements=50 * 8)[3]) != 40
+
+
+def test_benchmark_collects_every_preset_of_these_families():
+    import importlib.util
+
+    from tokbench.testing import project_root
+
+    spec = importlib.util.spec_from_file_location("perf_adapters", project_root() / "benchmarks" / "perf_adapters.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    collected = mod.bench_presets()
+    for s in SPECS.values():
+        assert set(s.presets.values()) <= set(collected)
