@@ -282,3 +282,16 @@ def test_benchmark_collects_every_preset_of_these_families():
     collected = mod.bench_presets()
     for s in SPECS.values():
         assert set(s.presets.values()) <= set(collected)
+
+
+def test_taming_config_rejects_impossible_shapes():
+    from tokbench.nn.taming import TamingConfig
+
+    assert TamingConfig.from_ddconfig({"ch": 128, "ch_mult": [1, 2, 2, 4], "num_res_blocks": 2, "resolution": 256,
+                                       "attn_resolutions": [16], "z_channels": 256}).attn_levels == ()
+    assert TamingConfig.from_ddconfig({"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "resolution": 256,
+                                       "attn_resolutions": [16], "z_channels": 256}).attn_levels == (4,)
+    with pytest.raises(ValueError, match="attn_levels"):
+        TamingConfig(ch_mult=(1, 2, 2, 4), attn_levels=(4,))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        TamingConfig(ch=48)

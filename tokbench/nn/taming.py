@@ -54,6 +54,14 @@ class TamingConfig:
     mid_attn: bool = True
     decoder_extra_blocks: int = 1
 
+    def __post_init__(self) -> None:
+        bad = [i for i in self.attn_levels if not 0 <= i < len(self.ch_mult)]
+        if bad:
+            raise ValueError(f"attn_levels {bad} outside the {len(self.ch_mult)} levels of ch_mult {self.ch_mult}")
+        if self.ch % 32 or any((self.ch * m) % 32 for m in self.ch_mult):
+            raise ValueError(f"every width ch*ch_mult must be a multiple of 32 (GroupNorm(32)); got ch={self.ch}, "
+                             f"ch_mult={self.ch_mult}")
+
     @property
     def num_levels(self) -> int:
         return len(self.ch_mult)
