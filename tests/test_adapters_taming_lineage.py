@@ -207,9 +207,8 @@ def test_missing_weights_offline_names_the_place(family, tmp_path, monkeypatch):
     assert filename and not filename.startswith(("?", "(")), msg
 
 
-def test_decode_of_encode_equals_decoding_the_quantised_latent():
-    model, _, case = _load("taming_vqgan")
-    tokens = model.encode(case["images_uint8"])
+def test_decode_of_encode_equals_decoding_the_quantised_latent(loaded):
+    spec, model, _, case, tokens = loaded
     with torch.no_grad():
         z = model.encode_latent(model.to_model_input(case["images_uint8"]))
         zq, ids = model.quantize_latent(z)
