@@ -97,8 +97,9 @@ class TamingVQTokenizer(Tokenizer):
     def assign(self, z: torch.Tensor) -> torch.Tensor:
         """Latent B×D×h×w → ids B×h×w under the family's metric."""
         b, d, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-        return nearest_code(flat, self.assignment_codes(), self.metric).view(b, h, w)
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()  # search in fp32 even under bf16 autocast
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return nearest_code(flat, self.assignment_codes().float(), self.metric).view(b, h, w)
 
     def assignment_codes(self) -> torch.Tensor:
         """The codes handed to the nearest-code search (the metric may normalise them further)."""
