@@ -22,13 +22,27 @@ def open_training_data(spec: str, resolution: int, num_images: int | None = None
     return open_dataset(spec, resolution, num_images=num_images)
 
 
-def split_indices(n: int, holdout: float | int) -> tuple[list[int], list[int]]:
-    """(train, held-out) indices: a fixed-seed permutation, the first k held out (k = holdout·n or holdout)."""
+def split_indices(n: int, holdout: float | int, groups: Sequence | None = None) -> tuple[list[int], list[int]]:
+    """(train, held-out) indices from a fixed-seed permutation: k = holdout·n (fraction < 1) or holdout images.
+    With `groups` (e.g. the sample set's source photo per crop) whole groups are held out, in permuted order, until
+    at least k images are held out, so that crops of one photo never straddle the split."""
     k = int(round(holdout * n)) if isinstance(holdout, float) and holdout < 1 else int(holdout)
     if k >= n:
         raise ValueError(f"holdout of {k} images leaves nothing to train on ({n} images)")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
-    return sorted(perm[k:]), sorted(perm[:k])
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    if groups is None or k == 0:
+        perm = torch.randperm(n, generator=g).tolist()
+        return sorted(perm[k:]), sorted(perm[:k])
+    names = sorted(set(groups), key=str)
+    held: list[int] = []
+    for j in torch.randperm(len(names), generator=g).tolist():
+        if len(held) >= k:
+            break
+        held += [i for i, s in enumerate(groups) if s == names[j]]
+    if len(held) >= n:
+        raise ValueError("holdout by source leaves nothing to train on")
+    hs = set(held)
+    return [i for i in range(n) if i not in hs], sorted(held)
 
 
 def _image(item) -> torch.Tensor:

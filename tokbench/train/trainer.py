@@ -86,7 +86,8 @@ class Trainer:
 
         # data: fixed held-out split, step-addressed batch order
         self.dataset = dataset
-        train_idx, self.holdout_idx = split_indices(len(dataset), cfg["data"]["holdout"])
+        train_idx, self.holdout_idx = split_indices(len(dataset), cfg["data"]["holdout"],
+                                                    getattr(dataset, "sources", None))
         self.data = BatchOrder(dataset, train_idx, t["batch_size"], seed=cfg["seed"], world=self.world,
                                rank=self.rank, hflip=cfg["data"]["hflip"], steps_per_epoch=t["steps_per_epoch"])
 
