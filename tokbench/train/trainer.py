@@ -7,8 +7,9 @@ Order inside a generator step (the part the issue pins down):
   3. Reg-VQ stochastic mask: masked positions take a Gumbel-max draw;
   4. RobustTok latent perturbation of the first ⌊B·β⌋ images (α, δ annealed per epoch);
   5. straight-through latent ẑ + sg(e_ids − ẑ) → decoder → L2/L1, perceptual, PCL, GAN.
-Random draws (mask, Gumbel, perturbation) come from one trainer generator whose state is checkpointed; the batch
-order is a function of (seed, step); so a resumed run is bit-identical to an uninterrupted one (on CPU).
+Random draws (mask, Gumbel, perturbation) come from a trainer generator re-seeded from (seed, rank, step) at every
+step, and the batch order is a function of (seed, step); so a resumed run is bit-identical to an uninterrupted one
+(on CPU; on GPU up to the non-determinism of its kernels).
 
 Data parallel: launched by torchrun, each process trains on its share of the global batch and gradients are
 all-reduced (summed then divided by the world size) before clipping and the optimiser step — the arithmetic of DDP,
@@ -232,6 +233,8 @@ class Trainer:
         self.model.train()
         x = to_native(x_uint8, self.device)
         epoch = self.data.epoch_of(self.step)
+        # the regularisers' draws are a function of (seed, rank, step): resume is exact for any number of processes
+        self.gen.manual_seed((self.cfg["seed"] * 1_000_003 + self.step) * 1_009 + self.rank)
         out = self.generator_losses(x, epoch)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
