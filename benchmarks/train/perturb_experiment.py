@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--data", default="sample")
     ap.add_argument("--out", default="runs/perturb_experiment")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--override", default=None, help='JSON merged onto the config, e.g. \'{"regvq": {"prior_weight": 0.5}}\'')
     args = ap.parse_args()
 
     from tokbench.fid import StatsAccumulator, get_extractor
@@ -63,6 +64,11 @@ def main() -> None:
     from tokbench.train.data import open_training_data
 
     base = load_config(args.config)
+    if args.override:
+        from tokbench.train.config import _merge, validate
+
+        base = _merge(base, json.loads(args.override))
+        validate(base)
     if args.steps:
         base["train"]["steps"] = args.steps
     data = open_training_data(args.data, base["data"]["resolution"], base["data"]["num_images"])
