@@ -1,0 +1,17 @@
+"""Images for tokbench: folders, the embedded sample set, the ADM centre crop, uint8 rounding."""
+
+from .datasets import (
+    Batch,
+    ImageDataset,
+    ImageFolderDataset,
+    SampleDataset,
+    SubsetDataset,
+    iter_batches,
+    open_dataset,
+    split_by_source,
+)
+from .images import BadImageError, center_crop_adm, prepare, read_image, to_rgb8, to_uint8
+
+__all__ = ["Batch", "ImageDataset", "ImageFolderDataset", "SampleDataset", "SubsetDataset", "iter_batches",
+           "open_dataset", "split_by_source", "BadImageError", "center_crop_adm", "prepare", "read_image", "to_rgb8",
+           "to_uint8"]
