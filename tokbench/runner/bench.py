@@ -137,9 +137,13 @@ def weights_record(tok: Tokenizer) -> dict | None:
 
 
 def versions() -> dict:
-    import torch_fidelity
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"tokbench": __version__, "torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__,
+    try:  # the metadata, not the import: importing torch_fidelity pulls torchvision and dynamo (seconds)
+        tf = version("torch-fidelity")
+    except PackageNotFoundError:
+        tf = None
+    return {"tokbench": __version__, "torch": torch.__version__, "torch_fidelity": tf,
             "python": platform.python_version(), "numpy": np.__version__}
 
 
