@@ -19,11 +19,11 @@ KNOWN_METRICS = ("rfid", "pfid", "usage", "psnr", "ssim")
 
 SAMPLE_SUITE: dict = {
     "name": "sample",
-    "description": "Offline smoke benchmark: the embedded scikit-image sample set (126 crops at 64 px), the "
+    "description": "Offline smoke benchmark: the embedded scikit-image sample set (the first 64 of its 126 crops, 64 px), the "
                    "tokenizers whose weights are available locally (the pixel-VQ baselines always are). NOT a "
                    "research-grade reference; finishes in minutes on a laptop CPU.",
     "data": "sample",
-    "num_images": None,
+    "num_images": 64,
     "resolution": 64,
     "crop": "adm",
     "tokenizers": ["available"],
