@@ -45,16 +45,6 @@ def _timed(fn, device):
     return out, time.perf_counter() - t
 
 
-class _Bf16:
-    """Wraps a tokenizer's decode in bf16 autocast (GPU throughput figure)."""
-
-    def __init__(self, tok):
-        self.tok = tok
-
-    def __getattr__(self, k):
-        return getattr(self.tok, k)
-
-
 def load(args):
     from tokbench.registry import load_tokenizer
 
@@ -88,7 +78,7 @@ def tokbench_run(args, tok, extractor, n, workdir: Path):
 
     suite = make_suite(args, n)
     ds = open_dataset(args.data, tok.info.resolution, num_images=n)
-    ref, ref_proto = reference_stats(ds, extractor, batch_size=args.batch_size, cache=workdir / "cache")
+    ref, ref_proto = reference_stats(ds, extractor, batch_size=args.batch_size, cache=workdir / "cache")  # not timed
     opts = RunOptions(out_dir=workdir / "runs", cache_dir=workdir / "cache", progress=False, device=args.device,
                       force=True)
     res, secs = _timed(lambda: evaluate(tok, "perf", suite, ds, extractor, ref, ref_proto, opts), torch.device(args.device))
@@ -99,7 +89,6 @@ def floor(args, tok, extractor, ds):
     """1 encode + 5 decodes + 5 Inception passes, each timed alone, same batches, data already in memory."""
     from tokbench.data import to_uint8
     from tokbench.perturb import Perturber
-    from tokbench.runner import Suite  # noqa: F401
 
     device = torch.device(args.device)
     bs = args.batch_size
@@ -184,6 +173,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="decode under bf16 autocast")
+    p.add_argument("--warmup", action="store_true", help="one untimed run first (GPU: kernels, allocator)")
     p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -203,7 +193,8 @@ def main() -> None:
     extractor = get_extractor(device=args.device)
     work = Path(tempfile.mkdtemp(prefix="tokbench-perf-"))
     try:
-        res, t_tb, ds, _ = tokbench_run(args, tok, extractor, n, work)  # warm-up: caches, tables, allocator
+        if args.warmup:  # caches, neighbour tables, allocator (the reference statistics are always cached first)
+            tokbench_run(args, tok, extractor, n, work)
         res, t_tb, ds, _ = tokbench_run(args, tok, extractor, n, work)
         tb_fids = [res["metrics"]["rfid"]] + [x["mean"] for x in res["metrics"]["pfid"]]
         t_loop = res["run"]["timings_s"]["total"]
