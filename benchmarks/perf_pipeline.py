@@ -193,6 +193,8 @@ def main() -> None:
     extractor = get_extractor(device=args.device)
     work = Path(tempfile.mkdtemp(prefix="tokbench-perf-"))
     try:
+        if {"a", "b"} <= skip:  # memory only
+            return _memory(args, n)
         if args.warmup:  # caches, neighbour tables, allocator (the reference statistics are always cached first)
             tokbench_run(args, tok, extractor, n, work)
         res, t_tb, ds, _ = tokbench_run(args, tok, extractor, n, work)
@@ -215,20 +217,26 @@ def main() -> None:
             print("    FID cross-check (tokbench | torch-fidelity): " +
                   "; ".join(f"{a:.4f} | {b:.4f}" for a, b in zip(tb_fids, fids)))
         if "c" not in skip:
-            peaks = []
-            for m in (n, 4 * n):
-                cmd = [sys.executable, __file__, "--memory-child", "--num-images", str(m), "--tokenizer", args.tokenizer,
-                       "--data", args.data, "--batch-size", str(args.batch_size), "--device", args.device]
-                cmd += ["--random-weights"] if args.random_weights else []
-                cmd += ["--bf16"] if args.bf16 else []
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-                peaks.append(json.loads(out))
-            kind = "GPU allocated" if device.type == "cuda" else "process RSS"
-            print(f"(c) peak {kind}: N={peaks[0]['n']}: {peaks[0]['peak_bytes'] / 2**20:.0f} MiB, "
-                  f"4N={peaks[1]['n']}: {peaks[1]['peak_bytes'] / 2**20:.0f} MiB "
-                  f"(ratio {peaks[1]['peak_bytes'] / peaks[0]['peak_bytes']:.2f})")
+            _memory(args, n)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _memory(args, n: int) -> None:
+    """(c) peak memory at N and 4N images, each in a fresh process."""
+    device = torch.device(args.device)
+    peaks = []
+    for m in (n, 4 * n):
+        cmd = [sys.executable, __file__, "--memory-child", "--num-images", str(m), "--tokenizer", args.tokenizer,
+               "--data", args.data, "--batch-size", str(args.batch_size), "--device", args.device]
+        cmd += ["--random-weights"] if args.random_weights else []
+        cmd += ["--bf16"] if args.bf16 else []
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        peaks.append(json.loads(out))
+    kind = "GPU allocated" if device.type == "cuda" else "process RSS"
+    print(f"(c) peak {kind}: N={peaks[0]['n']}: {peaks[0]['peak_bytes'] / 2**20:.0f} MiB, "
+          f"4N={peaks[1]['n']}: {peaks[1]['peak_bytes'] / 2**20:.0f} MiB "
+          f"(ratio {peaks[1]['peak_bytes'] / peaks[0]['peak_bytes']:.2f})")
 
 
 if __name__ == "__main__":
