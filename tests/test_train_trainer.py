@@ -1,6 +1,7 @@
 """The trainer: VQ loss computed before the perturbation, exact resume, export → load_tokenizer, config errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def _cfg(**over):
         "loss": {"adv_weight": 0.1, "adv_start": 1, "disc_ch": 8, "disc_layers": 1, "lecam_weight": 0.1},
         "perturb": {"enabled": True, "alpha": 0.8, "beta": 0.5, "delta": 6, "start_epoch": 1, "end_epoch": 3},
         "regvq": {"prior_weight": 0.1, "mask_ratio": 0.4, "pcl_weight": 0.1},
-        "eval": {"max_images": 4, "batch_size": 4},
+        "eval": {"max_images": 4, "batch_size": 4, "runner": False},
     }
     for k, v in over.items():
         base.setdefault(k, {}).update(v)
@@ -128,7 +129,7 @@ def test_fit_exports_a_loadable_tokenizer(tmp_path):
     assert tok.decode(ids).shape == (2, 3, 16, 16)
     ev = res["eval"]
     assert ev["images"] == 4 and 0 < ev["usage"] <= 1 and 1 <= ev["perplexity"] <= 32
-    assert ev["mse_a0.5"] >= 0 and "skipped" in str(ev["fid"])
+    assert ev["mse_a0.5"] >= 0 and "skipped" in str(ev["fid"])  # eval.runner is off in _cfg
     assert (tmp_path / "samples" / "step0000003.png").exists()
     assert (tmp_path / "checkpoints" / "last.pt").exists()
 
@@ -147,3 +148,42 @@ def test_smoke_config_parses():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "benchmarks" / "train" / "smoke.yaml")
     assert cfg["data"]["resolution"] == 32 and cfg["perturb"]["enabled"]
+
+
+class _ChannelStats:
+    """A cheap stand-in feature extractor (per-channel means, stds and a few pixels), so the test runs in ms."""
+
+    dim = 15
+    protocol = {"extractor": "test-channel-stats", "weights": None, "random_weights": False}
+
+    def __init__(self, weights=None, device="cpu"):
+        pass
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images):
+        x = images.double() / 255
+        return torch.cat([x.mean((2, 3)), x.std((2, 3)), x[:, :, 0, :2].flatten(1), x[:, :, -1, -1]], 1)
+
+
+def test_periodic_runner_evaluation_logs_rfid_pfid(tmp_path):
+    from tokbench.fid import register_extractor
+
+    register_extractor("test-channel-stats", _ChannelStats)
+    cfg = _cfg(train={"steps": 4}, eval={"every": 2, "runner": True, "fid_extractor": "test-channel-stats",
+                                         "perturb_alphas": [0.1, 0.5], "perturb_delta": 6})
+    Trainer(cfg, _images(), out_dir=tmp_path, progress=False).fit()
+    logs = [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in logs if e.get("event") == "eval"]
+    assert [e["step"] for e in evals] == [2, 4]
+    for e in evals:
+        fid = e["fid"]
+        assert fid["images"] == 4 and fid["delta"] == 6 and fid["mode"] == "feature"
+        assert fid["rfid"] >= 0 and fid["pfid_a0.1"] >= 0 and fid["pfid_a0.5"] >= 0
+        assert fid["extractor"]["extractor"] == "test-channel-stats"
+        # the runner's own codebook statistics and perturbation agree with the trainer's built-in ones
+        assert fid["usage"] == pytest.approx(e["usage"]) and fid["perplexity"] == pytest.approx(e["perplexity"])
+        assert fid["changed_a0.5"] == pytest.approx(e["changed_a0.5"]) and fid["changed_a0.5"] > 0
+        assert Path(fid["result_file"]).exists()
+    assert evals[0]["fid"]["rfid"] != evals[1]["fid"]["rfid"]  # re-evaluated, not a cached result

@@ -80,7 +80,9 @@ DEFAULTS: dict[str, Any] = {
         "perturb_alphas": [0.1, 0.3, 0.5],
         "perturb_delta": None,  # default: the training delta, capped at the codebook size
         "seed": 0,
-        "runner": True,  # rFID/pFID through tokbench.runner when it exists (no-op until then)
+        "runner": True,  # rFID/pFID/usage/PSNR through tokbench.runner.evaluate on the held-out split
+        "fid_extractor": "inception-v3-compat",  # tokbench.fid.get_extractor name
+        "fid_weights": None,  # extractor weights file (None: local Inception, else the flagged random-weight one)
     },
 }
 

@@ -137,6 +137,7 @@ class Trainer:
                              "this version; use 'pixels'")
         self.choices["pcl_features"] = cfg["regvq"]["pcl_features"]
         self._log_file = None
+        self._fid = None  # extractor + held-out reference statistics, built at the first runner evaluation
 
     # ------------------------------------------------------------------------------------------------------------
     @staticmethod
@@ -359,8 +360,21 @@ class Trainer:
         model = self.ema.module
         res = heldout_metrics(model, images, alphas=ev["perturb_alphas"], delta=delta, batch_size=ev["batch_size"],
                               seed=ev["seed"])
-        fid = runner_metrics(model, images, alphas=ev["perturb_alphas"], delta=delta) if ev["runner"] else None
-        res["fid"] = fid if fid is not None else "skipped: tokbench.runner not available (hook is a no-op)"
+        if not ev["runner"]:
+            res["fid"] = "skipped: eval.runner is false"
+            return res
+        if self._fid is None:
+            from .evaluate import FidContext, HeldoutImages
+
+            idx = self.holdout_idx[: ev["max_images"]] if ev["max_images"] else self.holdout_idx
+            cache = self.out_dir / "eval" / "reference_stats" if self.out_dir is not None else None
+            self._fid = FidContext(HeldoutImages(images, self.dataset, idx), ev["fid_extractor"], ev["fid_weights"],
+                                   self.device, ev["batch_size"], cache)
+        res["fid"] = runner_metrics(model, images, alphas=ev["perturb_alphas"], delta=delta,
+                                    name=f"{self.cfg['model']['name']}-step{self.step:07d}",
+                                    extractor=ev["fid_extractor"], fid_weights=ev["fid_weights"], seed=ev["seed"],
+                                    batch_size=ev["batch_size"], context=self._fid,
+                                    out_dir=self.out_dir / "eval" if self.out_dir is not None else None)
         return res
 
     def save_grid(self) -> Path | None:
@@ -374,11 +388,11 @@ class Trainer:
         toks = model.encode(x)
         rows = [x.float() / 255.0, model.decode(toks).cpu()]
         if self.cfg["perturb"]["enabled"]:
-            sp = model.token_space
-            pid, _ = perturb_ids(model.last_features[0], sp.codes, sp.metric, toks.ids[0], alpha=0.5, beta=1.0,
-                                 delta=min(self.cfg["perturb"]["delta"], sp.vocab_size),
-                                 generator=torch.Generator(device=model.device).manual_seed(0))
-            rows.append(model.decode(toks.replace_ids([pid])).cpu())
+            from ..perturb import PerturbSetting, Perturber
+
+            setting = PerturbSetting(0.5, min(self.cfg["perturb"]["delta"], model.info.vocab_size), 1.0, 0, "feature")
+            pr = Perturber.for_tokenizer(model)(toks, setting, torch.arange(x.shape[0]), model.last_features)
+            rows.append(model.decode(pr.tokens).cpu())
         model.keep_features = False
         grid = torch.cat([torch.cat(list(r), dim=-1) for r in rows], dim=-2)  # rows of images side by side
         arr = (grid.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).permute(1, 2, 0).numpy()
