@@ -78,7 +78,7 @@ def _state(tr):
 
 def test_exact_resume_bit_for_bit(tmp_path):
     data = _images()
-    cfg = _cfg()
+    cfg = _cfg(codebook={"dead_after": 2, "check_every": 2})  # dead-code restarts draw from the generator too
     full = Trainer(cfg, data, out_dir=tmp_path / "full", progress=False)
     full.fit(final=False)
     part = Trainer(cfg, data, out_dir=tmp_path / "part", progress=False)
@@ -94,6 +94,8 @@ def test_exact_resume_bit_for_bit(tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert full.opt.state_dict()["state"][0]["exp_avg"].equal(resumed.opt.state_dict()["state"][0]["exp_avg"])
     assert torch.equal(full.gen.get_state(), resumed.gen.get_state())
+    assert full.restarts_total > 0 and full.restarts_total == resumed.restarts_total
+    assert torch.equal(full.last_used, resumed.last_used)
     logs_full = [json.loads(l) for l in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     logs_part = [json.loads(l) for l in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
     loss = lambda logs: [r["loss"] for r in logs if "loss" in r]  # noqa: E731
@@ -187,3 +189,35 @@ def test_periodic_runner_evaluation_logs_rfid_pfid(tmp_path):
         assert fid["changed_a0.5"] == pytest.approx(e["changed_a0.5"]) and fid["changed_a0.5"] > 0
         assert Path(fid["result_file"]).exists()
     assert evals[0]["fid"]["rfid"] != evals[1]["fid"]["rfid"]  # re-evaluated, not a cached result
+
+
+def test_dead_code_restart_reinitialises_unused_codes_from_batch_features():
+    cfg = _cfg(codebook={"dead_after": 3, "check_every": 1}, loss={"adv_weight": 0.0},
+               regvq={"prior_weight": 0.0, "mask_ratio": 0.0, "pcl_weight": 0.0}, perturb={"enabled": False})
+    tr = Trainer(cfg, _images(), progress=False)
+    data = tr.data
+    for s in range(2):
+        assert "restarted" not in tr.train_step(data.batch(s))  # within the grace period nothing restarts
+    tr.train_step(data.batch(2))  # step 3: AdamW moments exist now
+    q = tr.model.quantize
+    x = to_native_batch(data.batch(3))
+    zp = q.prep(tr.model.encode_features(x).float()).detach()
+    ids = q.neg_sqdist(zp).argmax(-1)
+    tr.last_used[:] = tr.step  # only codes 0..4 are stale
+    tr.last_used[:5] = 0
+    tr.gen.manual_seed(11)
+    dead = tr.restart_dead_codes(zp, ids)
+    assert sorted(dead.tolist()) == [c for c in range(5) if c not in ids.unique().tolist()]
+    rows = zp.reshape(-1, zp.shape[-1])
+    for c in dead.tolist():
+        assert (rows == q.embedding.weight[c]).all(-1).any()  # the new code is one of the batch's features
+        assert q.embedding.weight[c].norm() > 0
+        st = tr.opt.state[q.embedding.weight]
+        assert st["exp_avg"][c].abs().sum() == 0 and st["exp_avg_sq"][c].abs().sum() == 0
+    assert len({tuple(q.embedding.weight[c].tolist()) for c in dead.tolist()}) == dead.numel()  # distinct features
+    assert (tr.last_used[dead] == tr.step + 1).all()
+    assert tr.restart_dead_codes(zp, ids) is None  # restarted codes have a fresh grace period
+
+
+def to_native_batch(x):
+    return x.double().div(127.5).sub(1).float()

@@ -119,6 +119,8 @@ class Trainer:
         # randomness of the regularisers: one generator per process, checkpointed
         self.gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] * 1000 + self.rank + 1)
         self.step = 0
+        self.last_used = torch.zeros(self.model.info.vocab_size, dtype=torch.int64)  # dead-code restarts (CPU)
+        self.restarts_total = 0
 
         # choices that depend on what is available here, recorded in the log and the checkpoint
         self.choices: dict = {"neighbour_rule": NEIGHBOUR_RULE, "bf16": self.bf16, "world_size": self.world,
@@ -245,6 +247,7 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.model.quantize.ema_update(out["zp"], out["ids_clean"])
+        restarted = self.restart_dead_codes(out["zp"], out["ids_clean"])
         logs = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.ndim == 0}
         logs.update(alpha=out["alpha"], delta=out["delta"], grad_norm=float(gnorm))
         if self.disc is not None:
@@ -264,6 +267,13 @@ class Trainer:
                 self.sched_d.step()
                 logs["d_loss"] = float(d_loss.detach())
         self.ema.update(self.model, self.step)
+        if restarted is not None:  # a restart is a jump, not a trend: the EMA copy takes the new codes as they are
+            with torch.no_grad():
+                self.ema.module.quantize.embedding.weight[restarted] = self.model.quantize.embedding.weight[restarted]
+            logs["restarted"] = int(restarted.numel())
+            self.restarts_total += int(restarted.numel())
+        if self.cfg["codebook"]["dead_after"]:
+            logs["restarts_total"] = self.restarts_total
         # usage / perplexity of the clean ids of this (local) batch
         n = self.model.info.vocab_size
         counts = torch.bincount(out["ids_clean"].flatten(), minlength=n).double()
@@ -275,9 +285,51 @@ class Trainer:
         logs["step"] = self.step
         return logs
 
+    @torch.no_grad()
+    def restart_dead_codes(self, zp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor | None:
+        """Dead-code restarts (codebook.dead_after = K > 0): every `check_every` steps, each code that the clean
+        assignment has not used for K steps (summed over processes) is re-initialised to a random prepared encoder
+        feature of the current batch (distinct features, drawn with the step-seeded trainer generator after the
+        regularisers' draws, from rank 0's batch and broadcast: exact resume and identical codebooks across ranks).
+        Its AdamW moments are zeroed (EMA codebook: its cluster size set to 1 and sum to the feature) and it gets a
+        fresh K-step grace period. Returns the restarted code ids, or None."""
+        c = self.cfg["codebook"]
+        if not c["dead_after"]:
+            return None
+        q = self.model.quantize
+        n = q.codebook_size
+        used = torch.bincount(ids.reshape(-1), minlength=n)
+        if self.world > 1:
+            torch.distributed.all_reduce(used)
+        now = self.step + 1
+        self.last_used[used.to(self.last_used.device) > 0] = now
+        if now % c["check_every"]:
+            return None
+        dead = ((now - self.last_used) >= c["dead_after"]).nonzero().flatten().to(self.device)
+        if dead.numel() == 0:
+            return None
+        feats = zp.reshape(-1, zp.shape[-1]).float()
+        m = feats.shape[0]
+        pick = (torch.randperm(m, generator=self.gen, device=self.device)[: dead.numel()] if dead.numel() <= m else
+                torch.randint(0, m, (dead.numel(),), generator=self.gen, device=self.device))
+        new = feats[pick].contiguous()
+        if self.world > 1:
+            torch.distributed.broadcast(new, 0)
+        w = q.embedding.weight
+        w[dead] = new.to(w.dtype)
+        st = self.opt.state.get(w, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                st[key][dead] = 0
+        if q.ema:
+            q.ema_cluster_size[dead] = 1.0
+            q.ema_embed_sum[dead] = new.to(q.ema_embed_sum.dtype)
+        self.last_used[dead.cpu()] = now
+        return dead
+
     # ------------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        sd = {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
+        sd = {"step": self.step, "codebook_last_used": self.last_used.clone(), "restarts_total": self.restarts_total, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
               "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
               "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state()},
               "model_config": self.model_config, "config": json.dumps(self.cfg, sort_keys=True)}
@@ -310,6 +362,9 @@ class Trainer:
             self.lecam.load_state_dict(sd["lecam"])
             self.opt_d.load_state_dict(sd["opt_d"])
             self.sched_d.load_state_dict(sd["sched_d"])
+        if "codebook_last_used" in sd:
+            self.last_used.copy_(sd["codebook_last_used"].cpu())
+            self.restarts_total = int(sd.get("restarts_total", 0))
         self.step = int(sd["step"])
 
     def checkpoint_path(self) -> Path:
