@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def main() -> None:
     if args.steps:
         base["train"]["steps"] = args.steps
     data = open_training_data(args.data, base["data"]["resolution"], base["data"]["num_images"])
-    results: dict = {"config": args.config, "steps": base["train"]["steps"], "variants": {}}
+    results: dict = {"command": "python " + " ".join(sys.argv), "config": args.config, "steps": base["train"]["steps"],
+                     "variants": {}}
     for spec in args.variant:
         name, _, js = spec.partition("=")
         cfg = _merge(base, json.loads(js or "{}"))
