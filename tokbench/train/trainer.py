@@ -418,6 +418,9 @@ class Trainer:
         if not ev["runner"]:
             res["fid"] = "skipped: eval.runner is false"
             return res
+        if self.rank != 0:  # one process evaluates the (small) held-out split; the others would race on its files
+            res["fid"] = "computed on rank 0"
+            return res
         if self._fid is None:
             from .evaluate import FidContext, HeldoutImages
 
