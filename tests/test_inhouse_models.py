@@ -10,9 +10,12 @@ VIT = {"constructor_kwargs": dict(image_size=32, patch_size=4, encoder_size="tin
                                   codebook_size=64, lookup_dim=8)}
 CONV = {"constructor_kwargs": dict(image_size=16, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=16,
                                    codebook_size=32, lookup_dim=4, l2_norm=False)}
+CONV_TAMING = {"constructor_kwargs": dict(image_size=16, ch=32, ch_mult=[1, 1], num_res_blocks=1, z_channels=32,
+                                          codebook_size=32, lookup_dim=4, mid_attn=True)}
 
 
-@pytest.mark.parametrize("family,config,grid", [("tokbench_vitvq", VIT, 8), ("tokbench_convvq", CONV, 8)])
+@pytest.mark.parametrize("family,config,grid", [("tokbench_vitvq", VIT, 8), ("tokbench_convvq", CONV, 8),
+                                                ("tokbench_convvq", CONV_TAMING, 8)])
 def test_encode_decode_and_token_space(family, config, grid):
     torch.manual_seed(0)
     tok = build_tokenizer(family, config)
@@ -95,3 +98,21 @@ def test_checkpoint_filter_and_strict_load(tmp_path):
     torch.save({"model": {k: v * 0 for k, v in src.state_dict().items()}, "ema": src.state_dict(), "step": 1}, pt)
     tok2 = tokbench.load_tokenizer("tokbench_convvq", weights=pt, upstream_config=CONV)
     assert torch.equal(tok2.quantize.embedding.weight, src.quantize.embedding.weight)
+
+
+def test_conv_variant_uses_the_shared_taming_blocks_where_widths_allow():
+    from tokbench.nn import taming
+
+    tam = build_tokenizer("tokbench_convvq", CONV_TAMING)
+    assert tam.blocks == "taming" and isinstance(tam.encoder, taming.Encoder) and isinstance(tam.decoder, taming.Decoder)
+    assert "encoder.down.0.block.0.norm1.weight" in tam.state_dict() and "decoder.mid.attn_1.q.weight" in tam.state_dict()
+    assert len(tam.decoder.up[0].block) == 2 and "taming blocks" in tam.info.notes  # num_res_blocks + 1, as taming
+    small = build_tokenizer("tokbench_convvq", CONV)
+    assert small.blocks == "compact" and "compact blocks" in small.info.notes  # widths 8/16: GroupNorm(32) cannot
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_tokenizer("tokbench_convvq", {"constructor_kwargs": dict(CONV["constructor_kwargs"], blocks="taming")})
+    with pytest.raises(ValueError, match="attention"):
+        build_tokenizer("tokbench_convvq", {"constructor_kwargs": dict(CONV["constructor_kwargs"], mid_attn=True)})
+    forced = build_tokenizer("tokbench_convvq", {"constructor_kwargs": dict(CONV_TAMING["constructor_kwargs"],
+                                                                             blocks="compact", mid_attn=False)})
+    assert forced.blocks == "compact"

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from tokbench.train import regularizers as R
-from tokbench.train.perturb_hook import nearest_codes, perturb_ids
+from tokbench.perturb import feature_candidates
+from tokbench.train.perturb_hook import codebook_space, perturb_ids
+
+
+def nearest_codes(z, codes, metric, delta):
+    """The engine's neighbour search, shaped like the features (… x δ)."""
+    return feature_candidates(codebook_space(codes, metric), z, delta).reshape(*z.shape[:-1], delta)
 
 
 def test_prior_kl_is_log_n_minus_usage_entropy():
@@ -119,3 +125,19 @@ def test_perturb_ids_selects_first_images_and_rates():
     assert abs(changed - 0.5 * 3 / 4) < 0.06  # P(change) = α(δ−1)/δ
     cand = nearest_codes(z[:3], codes, "cosine", 4)
     assert (cand == ids[:3, ..., None]).any(-1).all()  # every draw is one of the δ nearest
+
+
+def test_generator_redraw_is_the_engine_rule_on_generator_draws():
+    from tokbench.perturb import generator_redraw, select_replacements
+
+    g = torch.Generator().manual_seed(1)
+    codes, z = torch.randn(32, 4, generator=g), torch.randn(2, 5, 5, 4, generator=g)
+    space = codebook_space(codes, "l2")
+    ids = nearest_codes(z, codes, "l2", 1)[..., 0]
+    new, hit = generator_redraw(space, z, ids, alpha=0.4, delta=5, generator=torch.Generator().manual_seed(7))
+    g2 = torch.Generator().manual_seed(7)
+    u, j = torch.rand(ids.shape, generator=g2), torch.randint(0, 5, ids.shape, generator=g2)
+    assert torch.equal(new, select_replacements(ids, nearest_codes(z, codes, "l2", 5), u, j, 0.4))
+    assert torch.equal(hit, u <= 0.4) and torch.equal(new[~hit], ids[~hit])
+    with pytest.raises(ValueError, match="do not match"):
+        generator_redraw(space, z[0], ids, alpha=0.4, delta=5)

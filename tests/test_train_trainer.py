@@ -1,6 +1,7 @@
 """The trainer: VQ loss computed before the perturbation, exact resume, export → load_tokenizer, config errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def _cfg(**over):
         "loss": {"adv_weight": 0.1, "adv_start": 1, "disc_ch": 8, "disc_layers": 1, "lecam_weight": 0.1},
         "perturb": {"enabled": True, "alpha": 0.8, "beta": 0.5, "delta": 6, "start_epoch": 1, "end_epoch": 3},
         "regvq": {"prior_weight": 0.1, "mask_ratio": 0.4, "pcl_weight": 0.1},
-        "eval": {"max_images": 4, "batch_size": 4},
+        "eval": {"max_images": 4, "batch_size": 4, "runner": False},
     }
     for k, v in over.items():
         base.setdefault(k, {}).update(v)
@@ -77,7 +78,7 @@ def _state(tr):
 
 def test_exact_resume_bit_for_bit(tmp_path):
     data = _images()
-    cfg = _cfg()
+    cfg = _cfg(codebook={"dead_after": 2, "check_every": 2})  # dead-code restarts draw from the generator too
     full = Trainer(cfg, data, out_dir=tmp_path / "full", progress=False)
     full.fit(final=False)
     part = Trainer(cfg, data, out_dir=tmp_path / "part", progress=False)
@@ -93,6 +94,8 @@ def test_exact_resume_bit_for_bit(tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert full.opt.state_dict()["state"][0]["exp_avg"].equal(resumed.opt.state_dict()["state"][0]["exp_avg"])
     assert torch.equal(full.gen.get_state(), resumed.gen.get_state())
+    assert full.restarts_total > 0 and full.restarts_total == resumed.restarts_total
+    assert torch.equal(full.last_used, resumed.last_used)
     logs_full = [json.loads(l) for l in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     logs_part = [json.loads(l) for l in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
     loss = lambda logs: [r["loss"] for r in logs if "loss" in r]  # noqa: E731
@@ -128,7 +131,7 @@ def test_fit_exports_a_loadable_tokenizer(tmp_path):
     assert tok.decode(ids).shape == (2, 3, 16, 16)
     ev = res["eval"]
     assert ev["images"] == 4 and 0 < ev["usage"] <= 1 and 1 <= ev["perplexity"] <= 32
-    assert ev["mse_a0.5"] >= 0 and "skipped" in str(ev["fid"])
+    assert ev["mse_a0.5"] >= 0 and "skipped" in str(ev["fid"])  # eval.runner is off in _cfg
     assert (tmp_path / "samples" / "step0000003.png").exists()
     assert (tmp_path / "checkpoints" / "last.pt").exists()
 
@@ -147,3 +150,74 @@ def test_smoke_config_parses():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "benchmarks" / "train" / "smoke.yaml")
     assert cfg["data"]["resolution"] == 32 and cfg["perturb"]["enabled"]
+
+
+class _ChannelStats:
+    """A cheap stand-in feature extractor (per-channel means, stds and a few pixels), so the test runs in ms."""
+
+    dim = 15
+    protocol = {"extractor": "test-channel-stats", "weights": None, "random_weights": False}
+
+    def __init__(self, weights=None, device="cpu"):
+        pass
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images):
+        x = images.double() / 255
+        return torch.cat([x.mean((2, 3)), x.std((2, 3)), x[:, :, 0, :2].flatten(1), x[:, :, -1, -1]], 1)
+
+
+def test_periodic_runner_evaluation_logs_rfid_pfid(tmp_path):
+    from tokbench.fid import register_extractor
+
+    register_extractor("test-channel-stats", _ChannelStats)
+    cfg = _cfg(train={"steps": 4}, eval={"every": 2, "runner": True, "fid_extractor": "test-channel-stats",
+                                         "perturb_alphas": [0.1, 0.5], "perturb_delta": 6})
+    Trainer(cfg, _images(), out_dir=tmp_path, progress=False).fit()
+    logs = [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in logs if e.get("event") == "eval"]
+    assert [e["step"] for e in evals] == [2, 4]
+    for e in evals:
+        fid = e["fid"]
+        assert fid["images"] == 4 and fid["delta"] == 6 and fid["mode"] == "feature"
+        assert fid["rfid"] >= 0 and fid["pfid_a0.1"] >= 0 and fid["pfid_a0.5"] >= 0
+        assert fid["extractor"]["extractor"] == "test-channel-stats"
+        # the runner's own codebook statistics and perturbation agree with the trainer's built-in ones
+        assert fid["usage"] == pytest.approx(e["usage"]) and fid["perplexity"] == pytest.approx(e["perplexity"])
+        assert fid["changed_a0.5"] == pytest.approx(e["changed_a0.5"]) and fid["changed_a0.5"] > 0
+        assert Path(fid["result_file"]).exists()
+    assert evals[0]["fid"]["rfid"] != evals[1]["fid"]["rfid"]  # re-evaluated, not a cached result
+
+
+def test_dead_code_restart_reinitialises_unused_codes_from_batch_features():
+    cfg = _cfg(codebook={"dead_after": 3, "check_every": 1}, loss={"adv_weight": 0.0},
+               regvq={"prior_weight": 0.0, "mask_ratio": 0.0, "pcl_weight": 0.0}, perturb={"enabled": False})
+    tr = Trainer(cfg, _images(), progress=False)
+    data = tr.data
+    for s in range(2):
+        assert "restarted" not in tr.train_step(data.batch(s))  # within the grace period nothing restarts
+    tr.train_step(data.batch(2))  # step 3: AdamW moments exist now
+    q = tr.model.quantize
+    x = to_native_batch(data.batch(3))
+    zp = q.prep(tr.model.encode_features(x).float()).detach()
+    ids = q.neg_sqdist(zp).argmax(-1)
+    tr.last_used[:] = tr.step  # only codes 0..4 are stale
+    tr.last_used[:5] = 0
+    tr.gen.manual_seed(11)
+    dead = tr.restart_dead_codes(zp, ids)
+    assert sorted(dead.tolist()) == [c for c in range(5) if c not in ids.unique().tolist()]
+    rows = zp.reshape(-1, zp.shape[-1])
+    for c in dead.tolist():
+        assert (rows == q.embedding.weight[c]).all(-1).any()  # the new code is one of the batch's features
+        assert q.embedding.weight[c].norm() > 0
+        st = tr.opt.state[q.embedding.weight]
+        assert st["exp_avg"][c].abs().sum() == 0 and st["exp_avg_sq"][c].abs().sum() == 0
+    assert len({tuple(q.embedding.weight[c].tolist()) for c in dead.tolist()}) == dead.numel()  # distinct features
+    assert (tr.last_used[dead] == tr.step + 1).all()
+    assert tr.restart_dead_codes(zp, ids) is None  # restarted codes have a fresh grace period
+
+
+def to_native_batch(x):
+    return x.double().div(127.5).sub(1).float()

@@ -1,13 +1,16 @@
-"""With/without latent perturbation: train one config twice (perturb.enabled true / false; same seed, same steps,
-same held-out split) and evaluate both on the held-out images: rFID, pFID (β = 1, each α of eval.perturb_alphas,
-δ = eval.perturb_delta nearest codes to the encoder feature), usage, perplexity, PSNR clean and perturbed.
+"""With/without latent perturbation (issue 7 closing note): train one config twice (perturb.enabled true / false; same
+seed, same steps, same held-out split), then load both exported checkpoints with `tokbench.load_tokenizer(path)` and
+evaluate them through the benchmark runner (`tokbench.runner.evaluate`) on the held-out images: rFID, pFID (β = 1,
+each α of eval.perturb_alphas, δ = eval.perturb_delta nearest codes to the encoder feature), usage, perplexity, PSNR;
+plus the trainer's own held-out PSNR from perturbed tokens.
 
-    python benchmarks/train/perturb_experiment.py --config benchmarks/train/experiment_conv32.yaml --data sample \
-        --out runs/perturb_experiment
+    python benchmarks/train/perturb_experiment.py --config benchmarks/train/experiment_conv32.yaml --data sample \\
+        --out runs/perturb_experiment --results results/train-robust/perturb_experiment.json
 
-FID uses `tokbench.fid.get_extractor()`: offline without Inception weights that is the flagged random-weight
-Inception (its FIDs are only comparable with each other), and with a few dozen held-out images FID is dominated by
-small-sample bias: compare the two runs, not with published numbers. Prints a table and writes OUT/results.json.
+FID uses `tokbench.fid.get_extractor(eval.fid_extractor, eval.fid_weights)`: offline without Inception weights that is
+the flagged random-weight Inception (its FIDs are only comparable with each other), and with a few dozen held-out
+images FID is dominated by small-sample bias: compare the two runs, not with published numbers. Prints a table and
+writes OUT/results.json (and --results, when given).
 """
 
 from __future__ import annotations
@@ -15,39 +18,18 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
+import time
 from pathlib import Path
 
-import torch
 
-
-def fid_of(extractor, ref_acc, images: torch.Tensor) -> float:
-    from tokbench.fid import StatsAccumulator, frechet_distance
-
-    acc = StatsAccumulator(extractor.dim)
-    for s in range(0, images.shape[0], 16):
-        acc.update(extractor(images[s: s + 16]))
-    return float(frechet_distance(ref_acc, acc))
-
-
-@torch.no_grad()
-def evaluate(trainer, extractor, ref_acc, alphas, delta, seed=0) -> dict:
-    from tokbench.data import to_uint8
-    from tokbench.train.evaluate import heldout_metrics
-    from tokbench.train.perturb_hook import perturb_ids
-
-    model = trainer.ema.module.eval()
-    images = trainer.heldout_images()
-    out = heldout_metrics(model, images, alphas=alphas, delta=delta, seed=seed)
-    model.keep_features = True
-    toks = model.encode(images)
-    feats = model.last_features[0]
-    out["rfid"] = fid_of(extractor, ref_acc, to_uint8(model.decode(toks)))
-    sp = model.token_space
-    g = torch.Generator().manual_seed(seed)
-    for a in alphas:
-        pid, _ = perturb_ids(feats, sp.codes, sp.metric, toks.ids[0], alpha=a, beta=1.0, delta=delta, generator=g)
-        out[f"pfid_a{a:g}"] = fid_of(extractor, ref_acc, to_uint8(model.decode(toks.replace_ids([pid]))))
-    return out
+def last_train_logs(run_dir: Path) -> dict:
+    last: dict = {}
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "rec" in r:
+            last = r
+    return {k: last.get(k) for k in ("step", "rec", "usage", "perplexity", "restarts_total")}
 
 
 def main() -> None:
@@ -55,59 +37,66 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--data", default="sample")
     ap.add_argument("--out", default="runs/perturb_experiment")
+    ap.add_argument("--results", default=None, help="also write the results JSON here (e.g. to commit it)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--override", default=None, help='JSON merged onto the config, e.g. \'{"regvq": {"prior_weight": 0.5}}\'')
     args = ap.parse_args()
 
-    from tokbench.fid import StatsAccumulator, get_extractor
+    import tokbench
     from tokbench.train import Trainer, load_config
+    from tokbench.train.config import _merge, validate
     from tokbench.train.data import open_training_data
+    from tokbench.train.evaluate import FidContext, HeldoutImages, heldout_metrics, runner_metrics
 
     base = load_config(args.config)
     if args.override:
-        from tokbench.train.config import _merge, validate
-
         base = _merge(base, json.loads(args.override))
         validate(base)
     if args.steps:
         base["train"]["steps"] = args.steps
+    ev = base["eval"]
     data = open_training_data(args.data, base["data"]["resolution"], base["data"]["num_images"])
-    extractor = get_extractor()
     out = Path(args.out)
-    results: dict = {"config": base, "fid_protocol": extractor.protocol, "runs": {}}
-    ref_acc = None
+    results: dict = {"command": "python " + " ".join(sys.argv), "config": base, "runs": {}}
+    trainers = {}
     for name, enabled in (("perturbed", True), ("baseline", False)):
         cfg = copy.deepcopy(base)
         cfg["perturb"]["enabled"] = enabled
+        cfg["eval"]["runner"] = False  # the runner evaluation below runs on the exported checkpoints
+        t0 = time.time()
         tr = Trainer(cfg, data, out_dir=out / name)
-        if not tr.resume():
-            pass
+        tr.resume()
         tr.fit()
-        if ref_acc is None:
-            ref_acc = StatsAccumulator(extractor.dim)
-            ref_acc.update(extractor(tr.heldout_images()))
-            results["heldout_images"] = len(tr.holdout_idx)
-        ev = cfg["eval"]
-        delta = ev["perturb_delta"] or min(cfg["perturb"]["delta"], tr.model.info.vocab_size)
-        results["runs"][name] = evaluate(tr, extractor, ref_acc, ev["perturb_alphas"], delta)
-        results["runs"][name]["final_train_rec"] = tr_last_rec(out / name)
+        results["runs"][name] = {"train_seconds": round(time.time() - t0, 1), "train_last": last_train_logs(out / name)}
+        trainers[name] = tr
+    tr = trainers["baseline"]
+    idx = tr.holdout_idx[: ev["max_images"]] if ev["max_images"] else tr.holdout_idx
+    assert idx == trainers["perturbed"].holdout_idx[: len(idx)]  # the same held-out split
+    images = tr.heldout_images(ev["max_images"])
+    delta = ev["perturb_delta"] or min(base["perturb"]["delta"], tr.model.info.vocab_size)
+    ctx = FidContext(HeldoutImages(images, data, idx), ev["fid_extractor"], ev["fid_weights"], "cpu", ev["batch_size"])
+    results.update(heldout_images=len(idx), heldout_sources=sorted({data.sources[i] for i in idx})
+                   if hasattr(data, "sources") else None, fid_protocol=ctx.extractor.protocol)
+    for name in trainers:
+        tok = tokbench.load_tokenizer(str(out / name / "tokenizer.safetensors"))
+        r = runner_metrics(tok, images, alphas=ev["perturb_alphas"], delta=delta, name=f"train-robust-{name}",
+                           seed=ev["seed"], batch_size=ev["batch_size"], context=ctx, out_dir=out / "runner")
+        own = heldout_metrics(tok, images, alphas=ev["perturb_alphas"], delta=delta, seed=ev["seed"])
+        r.update({k: v for k, v in own.items() if k.startswith("psnr_")})
+        results["runs"][name].update(r)
+    text = json.dumps(results, indent=1, default=str)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    keys = ["rfid"] + [f"pfid_a{a:g}" for a in base["eval"]["perturb_alphas"]] + \
-           ["psnr_clean"] + [f"psnr_a{a:g}" for a in base["eval"]["perturb_alphas"]] + ["usage", "perplexity"]
-    print(f"held-out images: {results['heldout_images']}; FID weights: {extractor.protocol.get('weights')}")
+    (out / "results.json").write_text(text)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(text + "\n")
+    alphas = ev["perturb_alphas"]
+    keys = ["rfid"] + [f"pfid_a{a:g}" for a in alphas] + ["usage", "perplexity", "psnr_clean"] + \
+           [f"psnr_a{a:g}" for a in alphas] + [f"changed_a{a:g}" for a in alphas]
+    print(f"held-out images: {len(idx)}; FID extractor weights: {ctx.extractor.protocol.get('weights')}")
     print("metric".ljust(14) + "".join(n.rjust(12) for n in results["runs"]))
     for k in keys:
-        print(k.ljust(14) + "".join(f"{results['runs'][n][k]:12.3f}" for n in results["runs"]))
-
-
-def tr_last_rec(run_dir: Path) -> float | None:
-    rec = None
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if "rec" in r:
-            rec = r["rec"]
-    return rec
+        print(k.ljust(14) + "".join(f"{results['runs'][n][k]:12.4f}" for n in results["runs"]))
 
 
 if __name__ == "__main__":

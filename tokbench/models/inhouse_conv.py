@@ -1,9 +1,16 @@
 """tokbench's small convolutional VQ tokenizer (family `tokbench_convvq`), for small images and CPUs.
 
 Taming-lineage layout (conv stem, residual blocks with GroupNorm + SiLU, stride-2 downsampling, mirrored decoder with
-nearest-neighbour upsampling) with the same factorised cosine quantiser as the ViT variant. The blocks here are our
-own compact ones; they should later be replaced by the shared taming blocks in `tokbench/nn/taming.py` (written in
-parallel by the taming helper) where the structures agree.
+nearest-neighbour upsampling) with the same factorised cosine quantiser as the ViT variant.
+
+Blocks (`blocks=`):
+- "taming": the shared `tokbench.nn.taming` Encoder/Decoder built from a `TamingConfig` (the adapters' network:
+  taming key names, `num_res_blocks + 1` decoder blocks per level, optional attention via `attn_levels`/`mid_attn`,
+  off by default for CPUs). Its GroupNorm has 32 groups, so every width ch·m must be a multiple of 32.
+- "compact": our own smaller blocks (GroupNorm with min(32, C/4) groups, one mid block, no attention), for the tiny
+  CPU widths (8, 16) that GroupNorm(32) cannot take.
+- "auto" (default): "taming" when the widths allow it, else "compact". The choice is a pure function of the
+  constructor arguments, so a checkpoint's stored config rebuilds the same network; it is stated in `info.notes`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.taming import Decoder as TamingDecoder
+from ..nn.taming import Encoder as TamingEncoder
+from ..nn.taming import TamingConfig
 from ..registry import Family, Preset, register_family, register_preset
 from .inhouse_base import InhouseVQTokenizer, constructor_kwargs, inhouse_checkpoint_filter, init_weights
 
@@ -84,23 +94,47 @@ class ConvDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(self.up(self.mid(self.conv_in(h))))))
 
 
+def taming_widths_ok(ch: int, ch_mult: tuple[int, ...]) -> bool:
+    """Whether `tokbench.nn.taming` (GroupNorm with 32 groups) can take these widths."""
+    return ch % 32 == 0 and all((ch * m) % 32 == 0 for m in ch_mult)
+
+
 class ConvVQTokenizer(InhouseVQTokenizer):
     family = FAMILY
 
     def __init__(self, image_size: int = 64, ch: int = 64, ch_mult: tuple[int, ...] | list[int] = (1, 2, 2),
                  num_res_blocks: int = 1, z_channels: int = 128, codebook_size: int = 1024, lookup_dim: int = 16,
-                 l2_norm: bool = True, ema_codebook: bool = False, ema_decay: float = 0.99) -> None:
+                 l2_norm: bool = True, ema_codebook: bool = False, ema_decay: float = 0.99, blocks: str = "auto",
+                 attn_levels: tuple[int, ...] | list[int] = (), mid_attn: bool = False) -> None:
         ch_mult = tuple(int(m) for m in ch_mult)
         factor = 2 ** (len(ch_mult) - 1)
         if image_size % factor:
             raise ValueError(f"image_size {image_size} is not a multiple of the downsampling factor {factor}")
+        if blocks not in ("auto", "taming", "compact"):
+            raise ValueError(f"blocks={blocks!r}: use 'auto', 'taming' or 'compact'")
+        ok = taming_widths_ok(ch, ch_mult)
+        if blocks == "taming" and not ok:
+            raise ValueError(f"blocks='taming' needs every width ch*ch_mult to be a multiple of 32 (GroupNorm(32)); "
+                             f"got ch={ch}, ch_mult={list(ch_mult)}: use blocks='compact' or 'auto'")
+        if blocks == "compact" and (attn_levels or mid_attn):
+            raise ValueError("attention (attn_levels, mid_attn) exists only with the taming blocks")
+        self.blocks = "taming" if blocks == "taming" or (blocks == "auto" and ok) else "compact"
+        if self.blocks == "compact" and (attn_levels or mid_attn):
+            raise ValueError(f"attention needs the taming blocks, which need widths that are multiples of 32 "
+                             f"(ch={ch}, ch_mult={list(ch_mult)})")
         super().__init__(image_size=image_size, grid=image_size // factor, hidden_in=z_channels,
                          hidden_out=z_channels, codebook_size=codebook_size, lookup_dim=lookup_dim, l2_norm=l2_norm,
                          ema_codebook=ema_codebook, ema_decay=ema_decay, quantizer="vq",
-                         notes=f"conv VQ, downsampling {factor}, ch {ch}x{list(ch_mult)}, lookup {lookup_dim}-d, "
-                               f"{'cosine' if l2_norm else 'l2'} codes{', EMA codebook' if ema_codebook else ''}")
-        self.encoder = ConvEncoder(ch, ch_mult, num_res_blocks, z_channels)
-        self.decoder = ConvDecoder(ch, ch_mult, num_res_blocks, z_channels)
+                         notes=f"conv VQ ({self.blocks} blocks), downsampling {factor}, ch {ch}x{list(ch_mult)}, "
+                               f"lookup {lookup_dim}-d, {'cosine' if l2_norm else 'l2'} codes"
+                               f"{', EMA codebook' if ema_codebook else ''}")
+        if self.blocks == "taming":
+            tc = TamingConfig(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks,
+                              attn_levels=tuple(int(i) for i in attn_levels), z_channels=z_channels, mid_attn=mid_attn)
+            self.encoder, self.decoder = TamingEncoder(tc), TamingDecoder(tc)
+        else:
+            self.encoder = ConvEncoder(ch, ch_mult, num_res_blocks, z_channels)
+            self.decoder = ConvDecoder(ch, ch_mult, num_res_blocks, z_channels)
         init_weights(self.encoder)
         init_weights(self.decoder)
 

@@ -4,6 +4,7 @@ every token space (codebook, binary/LFQ, FSQ) and layout (grid, sequence, multi-
 from .engine import (PerturbResult, PerturbSetting, Perturber, expected_change_rate, neighbourhood_radius,
                      select_replacements)
 from .neighbours import code_neighbour_table, feature_candidates
+from .training import generator_redraw
 
 __all__ = ["PerturbResult", "PerturbSetting", "Perturber", "expected_change_rate", "neighbourhood_radius",
-           "select_replacements", "code_neighbour_table", "feature_candidates"]
+           "select_replacements", "code_neighbour_table", "feature_candidates", "generator_redraw"]

@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
         "end_epoch": 0,
         "end_ratio": 0.5,  # level r reached at end_epoch and kept after it (upstream c ↔ 1 − c)
     },
+    "codebook": {  # remedy for codebook collapse
+        "dead_after": 0,  # steps: a code unused by the clean assignment for this long is restarted (0 = off)
+        "check_every": 10,  # steps between checks for dead codes
+    },
     "regvq": {  # Reg-VQ (re-implementation; see tokbench.train.regularizers)
         "prior_weight": 0.0,
         "mask_ratio": 0.0,  # the paper's 0.4 when enabled
@@ -80,7 +84,9 @@ DEFAULTS: dict[str, Any] = {
         "perturb_alphas": [0.1, 0.3, 0.5],
         "perturb_delta": None,  # default: the training delta, capped at the codebook size
         "seed": 0,
-        "runner": True,  # rFID/pFID through tokbench.runner when it exists (no-op until then)
+        "runner": True,  # rFID/pFID/usage/PSNR through tokbench.runner.evaluate on the held-out split
+        "fid_extractor": "inception-v3-compat",  # tokbench.fid.get_extractor name
+        "fid_weights": None,  # extractor weights file (None: local Inception, else the flagged random-weight one)
     },
 }
 
@@ -122,6 +128,9 @@ def validate(cfg: dict) -> None:
         raise ValueError("perturb.alpha and perturb.beta must lie in [0, 1]")
     if p["delta"] < 1 or p["end_epoch"] < p["start_epoch"]:
         raise ValueError("perturb.delta must be >= 1 and perturb.end_epoch >= perturb.start_epoch")
+    c = cfg["codebook"]
+    if c["dead_after"] < 0 or c["check_every"] < 1:
+        raise ValueError("codebook.dead_after must be >= 0 and codebook.check_every >= 1")
     if not 0 <= r["mask_ratio"] <= 1:
         raise ValueError("regvq.mask_ratio must lie in [0, 1]")
     if r["pcl_weight"] > 0 and r["mask_ratio"] <= 0:

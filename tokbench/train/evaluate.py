@@ -3,23 +3,29 @@
 `heldout_metrics` is self-contained and cheap: through the public Tokenizer API (encode → ids, decode), the clean
 reconstruction MSE/PSNR, codebook usage and perplexity of the clean ids (algorithms.md §6, dataset level over the
 held-out split, T stated), and the reconstruction PSNR from perturbed tokens (β = 1, each α of `perturb_alphas`,
-δ nearest codes to the encoder feature) — the pixel-space counterpart of pFID.
+δ nearest codes to the encoder feature, drawn by the perturbation engine exactly as pFID draws them) — the
+pixel-space counterpart of pFID.
 
-`runner_metrics` is the hook for rFID/pFID through `tokbench.runner` (written by the "runner" helper, not on main
-yet). Until that module exists it is a no-op returning None; the trainer logs that it was skipped.
+`runner_metrics` runs rFID/pFID/usage/PSNR through the benchmark runner (`tokbench.runner.evaluate`) on the held-out
+images, as an in-memory data set (`HeldoutImages`) with its own content hash, so the numbers, the protocol record and
+the result file are the runner's own. pFID uses the engine's feature rule (RobustTok's, as in training), β = 1.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import logging
 import math
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..api import Tokenizer
-from .perturb_hook import perturb_ids
+from ..data.datasets import ImageDataset
+from ..perturb import PerturbSetting, Perturber
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +46,23 @@ def heldout_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[
     counts = torch.zeros(n_codes, dtype=torch.float64)
     se = {"clean": 0.0, **{f"a{a:g}": 0.0 for a in alphas}}
     changed = {f"a{a:g}": 0 for a in alphas}
-    g = torch.Generator(device=model.device).manual_seed(seed)
+    perturber = Perturber.for_tokenizer(model)
+    settings = {a: PerturbSetting(float(a), int(min(delta, n_codes)), 1.0, int(seed), "feature") for a in alphas}
     npx = 0
     for s in range(0, images.shape[0], batch_size):
         x = images[s: s + batch_size]
         ref = x.to(model.device).float() / 255.0
         toks = model.encode(x)
-        feats = model.last_features[0]
+        feats = model.last_features
         ids = toks.ids[0]
+        index = torch.arange(s, s + x.shape[0])
         counts += torch.bincount(ids.flatten().cpu(), minlength=n_codes).double()
         se["clean"] += float(((model.decode(toks) - ref) ** 2).sum())
         npx += ref.numel()
         for a in alphas:
-            pid, hit = perturb_ids(feats, space.codes, space.metric, ids, alpha=a, beta=1.0,
-                                   delta=min(delta, n_codes), generator=g)
-            changed[f"a{a:g}"] += int((pid != ids).sum())
-            se[f"a{a:g}"] += float(((model.decode(toks.replace_ids([pid])) - ref) ** 2).sum())
+            pr = perturber(toks, settings[a], index, feats)
+            changed[f"a{a:g}"] += int(pr.changed.sum())
+            se[f"a{a:g}"] += float(((model.decode(pr.tokens) - ref) ** 2).sum())
     model.train(was_training)
     model.keep_features = keep
     total = float(counts.sum())
@@ -72,14 +79,95 @@ def heldout_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[
     return out
 
 
-def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[float], delta: int) -> dict | None:
-    """rFID/pFID via tokbench.runner on the held-out images. TODO(runner): wire to the runner's API when it lands
-    on main; until then (no `tokbench.runner` module) this is a no-op returning None."""
-    if importlib.util.find_spec("tokbench.runner") is None:
-        return None
-    runner = importlib.import_module("tokbench.runner")
-    fn = getattr(runner, "evaluate_tokenizer", None)
-    if fn is None:
-        log.warning("tokbench.runner exists but has no evaluate_tokenizer(); rFID/pFID skipped (wire the hook)")
-        return None
-    return fn(model, images, metrics=("rfid", "pfid"), pfid_alphas=list(alphas), pfid_delta=delta)
+class HeldoutImages(ImageDataset):
+    """The held-out split as an in-memory data set the runner (and `reference_stats`) accept: uint8 N x 3 x H x W,
+    described by its parent's description (when it has one) plus the split's content hash."""
+
+    def __init__(self, images: torch.Tensor, parent=None, indices: Sequence[int] | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError("held-out images must be uint8 N x 3 x H x W")
+        self.images = images.cpu()
+        self.resolution, self.crop = int(images.shape[-1]), getattr(parent, "crop", "adm")
+        self.bad_images: list[dict] = []
+        self.indices = list(indices) if indices is not None else list(range(images.shape[0]))
+        self.labels, self.classes, self.sources = [0] * len(self), ["heldout"], ["heldout"] * len(self)
+        self._parent = parent.describe() if hasattr(parent, "describe") else None
+        self._hash: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i].clone()
+
+    @property
+    def content_hash(self) -> str:
+        if self._hash is None:
+            self._hash = hashlib.sha256(self.images.contiguous().numpy().tobytes()).hexdigest()
+        return self._hash
+
+    def describe(self) -> dict:
+        return {"kind": "train-heldout", "num_images": len(self), "resolution": self.resolution, "crop": self.crop,
+                "content_hash": self.content_hash, "parent_indices": self.indices, "parent": self._parent}
+
+
+class FidContext:
+    """The extractor and the held-out reference statistics, built once per training run and reused at each eval."""
+
+    def __init__(self, dataset: HeldoutImages, extractor: str = "inception-v3-compat", weights: str | None = None,
+                 device: str | torch.device = "cpu", batch_size: int = 32, cache: str | Path | None = None) -> None:
+        from ..fid import get_extractor, reference_stats
+
+        self.dataset = dataset
+        self.extractor = get_extractor(extractor, weights, device=device)
+        self.ref_acc, self.ref_proto = reference_stats(dataset, self.extractor, batch_size=batch_size, cache=cache,
+                                                       use_cache=cache is not None)
+
+
+def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[float], delta: int,
+                   name: str | None = None, extractor: str = "inception-v3-compat", fid_weights: str | None = None,
+                   seed: int = 0, batch_size: int = 32, out_dir: str | Path | None = None,
+                   context: FidContext | None = None, parent=None, indices: Sequence[int] | None = None) -> dict:
+    """rFID, pFID (β = 1, each α, δ nearest codes to the encoder feature), usage/perplexity and PSNR of `model` on
+    the held-out `images` (uint8 N x 3 x H x W) through `tokbench.runner.evaluate`. The runner's result file goes to
+    `out_dir` (a temporary folder, removed, when None). Returns a compact summary plus the result's protocol."""
+    from ..runner import RunOptions, Suite, evaluate
+
+    if context is None:
+        context = FidContext(HeldoutImages(images, parent, indices), extractor, fid_weights, model.device, batch_size)
+    ds = context.dataset
+    d = int(min(delta, model.info.vocab_size))
+    suite = Suite(name="train-heldout", description="held-out split of a train-robust run", data="(in memory)",
+                  num_images=len(ds), resolution=ds.resolution, crop=ds.crop, tokenizers=[],
+                  metrics=["rfid", "pfid", "usage", "psnr"], batch_size=batch_size, chunk_size=max(len(ds), 1),
+                  usage_window=max(len(ds), 1),
+                  fid={"extractor": extractor, "weights": fid_weights})
+    suite.pfid.alpha, suite.pfid.delta, suite.pfid.seeds = [float(a) for a in alphas], [d], [int(seed)]
+    suite.pfid.mode, suite.pfid.beta = "feature", 1.0
+    tmp = None
+    if out_dir is None:
+        tmp = out_dir = tempfile.mkdtemp(prefix="tokbench-train-eval-")
+    opts = RunOptions(out_dir=Path(out_dir), device=str(model.device), force=True, progress=False)
+    was_training, keep = model.training, model.keep_features
+    model.eval()
+    try:
+        res = evaluate(model, name or (model.info.preset or model.info.family), suite, ds, context.extractor,
+                       context.ref_acc, context.ref_proto, opts)
+    finally:
+        model.train(was_training)
+        model.keep_features = keep
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    m = res["metrics"]
+    cb = m.get("codebook") or {}
+    out = {"rfid": m["rfid"], "psnr": m.get("psnr"), "usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
+           "images": res["protocol"]["num_images"], "delta": d, "mode": "feature", "seed": int(seed),
+           "extractor": {k: context.extractor.protocol.get(k) for k in ("extractor", "weights", "random_weights")}}
+    for row in m.get("pfid") or []:
+        out[f"pfid_a{row['alpha']:g}"] = row["mean"]
+        out[f"changed_a{row['alpha']:g}"] = row["replacement_rate_mean"]
+    if tmp is None:
+        from ..runner import result_path
+
+        out["result_file"] = str(result_path(Path(out_dir), res["tokenizer"]["name"], suite.name))
+    return out

@@ -119,6 +119,8 @@ class Trainer:
         # randomness of the regularisers: one generator per process, checkpointed
         self.gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] * 1000 + self.rank + 1)
         self.step = 0
+        self.last_used = torch.zeros(self.model.info.vocab_size, dtype=torch.int64)  # dead-code restarts (CPU)
+        self.restarts_total = 0
 
         # choices that depend on what is available here, recorded in the log and the checkpoint
         self.choices: dict = {"neighbour_rule": NEIGHBOUR_RULE, "bf16": self.bf16, "world_size": self.world,
@@ -137,6 +139,7 @@ class Trainer:
                              "this version; use 'pixels'")
         self.choices["pcl_features"] = cfg["regvq"]["pcl_features"]
         self._log_file = None
+        self._fid = None  # extractor + held-out reference statistics, built at the first runner evaluation
 
     # ------------------------------------------------------------------------------------------------------------
     @staticmethod
@@ -244,6 +247,7 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.model.quantize.ema_update(out["zp"], out["ids_clean"])
+        restarted = self.restart_dead_codes(out["zp"], out["ids_clean"])
         logs = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.ndim == 0}
         logs.update(alpha=out["alpha"], delta=out["delta"], grad_norm=float(gnorm))
         if self.disc is not None:
@@ -263,6 +267,13 @@ class Trainer:
                 self.sched_d.step()
                 logs["d_loss"] = float(d_loss.detach())
         self.ema.update(self.model, self.step)
+        if restarted is not None:  # a restart is a jump, not a trend: the EMA copy takes the new codes as they are
+            with torch.no_grad():
+                self.ema.module.quantize.embedding.weight[restarted] = self.model.quantize.embedding.weight[restarted]
+            logs["restarted"] = int(restarted.numel())
+            self.restarts_total += int(restarted.numel())
+        if self.cfg["codebook"]["dead_after"]:
+            logs["restarts_total"] = self.restarts_total
         # usage / perplexity of the clean ids of this (local) batch
         n = self.model.info.vocab_size
         counts = torch.bincount(out["ids_clean"].flatten(), minlength=n).double()
@@ -274,9 +285,51 @@ class Trainer:
         logs["step"] = self.step
         return logs
 
+    @torch.no_grad()
+    def restart_dead_codes(self, zp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor | None:
+        """Dead-code restarts (codebook.dead_after = K > 0): every `check_every` steps, each code that the clean
+        assignment has not used for K steps (summed over processes) is re-initialised to a random prepared encoder
+        feature of the current batch (distinct features, drawn with the step-seeded trainer generator after the
+        regularisers' draws, from rank 0's batch and broadcast: exact resume and identical codebooks across ranks).
+        Its AdamW moments are zeroed (EMA codebook: its cluster size set to 1 and sum to the feature) and it gets a
+        fresh K-step grace period. Returns the restarted code ids, or None."""
+        c = self.cfg["codebook"]
+        if not c["dead_after"]:
+            return None
+        q = self.model.quantize
+        n = q.codebook_size
+        used = torch.bincount(ids.reshape(-1), minlength=n)
+        if self.world > 1:
+            torch.distributed.all_reduce(used)
+        now = self.step + 1
+        self.last_used[used.to(self.last_used.device) > 0] = now
+        if now % c["check_every"]:
+            return None
+        dead = ((now - self.last_used) >= c["dead_after"]).nonzero().flatten().to(self.device)
+        if dead.numel() == 0:
+            return None
+        feats = zp.reshape(-1, zp.shape[-1]).float()
+        m = feats.shape[0]
+        pick = (torch.randperm(m, generator=self.gen, device=self.device)[: dead.numel()] if dead.numel() <= m else
+                torch.randint(0, m, (dead.numel(),), generator=self.gen, device=self.device))
+        new = feats[pick].contiguous()
+        if self.world > 1:
+            torch.distributed.broadcast(new, 0)
+        w = q.embedding.weight
+        w[dead] = new.to(w.dtype)
+        st = self.opt.state.get(w, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                st[key][dead] = 0
+        if q.ema:
+            q.ema_cluster_size[dead] = 1.0
+            q.ema_embed_sum[dead] = new.to(q.ema_embed_sum.dtype)
+        self.last_used[dead.cpu()] = now
+        return dead
+
     # ------------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        sd = {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
+        sd = {"step": self.step, "codebook_last_used": self.last_used.clone(), "restarts_total": self.restarts_total, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
               "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
               "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state()},
               "model_config": self.model_config, "config": json.dumps(self.cfg, sort_keys=True)}
@@ -309,6 +362,9 @@ class Trainer:
             self.lecam.load_state_dict(sd["lecam"])
             self.opt_d.load_state_dict(sd["opt_d"])
             self.sched_d.load_state_dict(sd["sched_d"])
+        if "codebook_last_used" in sd:
+            self.last_used.copy_(sd["codebook_last_used"].cpu())
+            self.restarts_total = int(sd.get("restarts_total", 0))
         self.step = int(sd["step"])
 
     def checkpoint_path(self) -> Path:
@@ -359,8 +415,24 @@ class Trainer:
         model = self.ema.module
         res = heldout_metrics(model, images, alphas=ev["perturb_alphas"], delta=delta, batch_size=ev["batch_size"],
                               seed=ev["seed"])
-        fid = runner_metrics(model, images, alphas=ev["perturb_alphas"], delta=delta) if ev["runner"] else None
-        res["fid"] = fid if fid is not None else "skipped: tokbench.runner not available (hook is a no-op)"
+        if not ev["runner"]:
+            res["fid"] = "skipped: eval.runner is false"
+            return res
+        if self.rank != 0:  # one process evaluates the (small) held-out split; the others would race on its files
+            res["fid"] = "computed on rank 0"
+            return res
+        if self._fid is None:
+            from .evaluate import FidContext, HeldoutImages
+
+            idx = self.holdout_idx[: ev["max_images"]] if ev["max_images"] else self.holdout_idx
+            cache = self.out_dir / "eval" / "reference_stats" if self.out_dir is not None else None
+            self._fid = FidContext(HeldoutImages(images, self.dataset, idx), ev["fid_extractor"], ev["fid_weights"],
+                                   self.device, ev["batch_size"], cache)
+        res["fid"] = runner_metrics(model, images, alphas=ev["perturb_alphas"], delta=delta,
+                                    name=f"{self.cfg['model']['name']}-step{self.step:07d}",
+                                    extractor=ev["fid_extractor"], fid_weights=ev["fid_weights"], seed=ev["seed"],
+                                    batch_size=ev["batch_size"], context=self._fid,
+                                    out_dir=self.out_dir / "eval" if self.out_dir is not None else None)
         return res
 
     def save_grid(self) -> Path | None:
@@ -374,11 +446,11 @@ class Trainer:
         toks = model.encode(x)
         rows = [x.float() / 255.0, model.decode(toks).cpu()]
         if self.cfg["perturb"]["enabled"]:
-            sp = model.token_space
-            pid, _ = perturb_ids(model.last_features[0], sp.codes, sp.metric, toks.ids[0], alpha=0.5, beta=1.0,
-                                 delta=min(self.cfg["perturb"]["delta"], sp.vocab_size),
-                                 generator=torch.Generator(device=model.device).manual_seed(0))
-            rows.append(model.decode(toks.replace_ids([pid])).cpu())
+            from ..perturb import PerturbSetting, Perturber
+
+            setting = PerturbSetting(0.5, min(self.cfg["perturb"]["delta"], model.info.vocab_size), 1.0, 0, "feature")
+            pr = Perturber.for_tokenizer(model)(toks, setting, torch.arange(x.shape[0]), model.last_features)
+            rows.append(model.decode(pr.tokens).cpu())
         model.keep_features = False
         grid = torch.cat([torch.cat(list(r), dim=-1) for r in rows], dim=-2)  # rows of images side by side
         arr = (grid.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).permute(1, 2, 0).numpy()
