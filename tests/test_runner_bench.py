@@ -1,0 +1,223 @@
+"""Benchmark runner: result files, resume after a kill, protocol changes, failures, leaderboard, suites, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tokbench.api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
+from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, read_result, run_suite,
+                             write_leaderboard)
+from tokbench.runner.suite import SAMPLE_SUITE
+
+
+class ToyExtractor:
+    """A fixed random projection of 4x4-pooled images: cheap, deterministic, FID exactness is not the point here."""
+
+    dim = 12
+
+    def __init__(self, seed: int = 0):
+        self.w = torch.randn(48, self.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        self.protocol = {"extractor": "toy-projection", "weights_sha256": f"seed{seed}", "random_weights": True}
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images):
+        x = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255.0, 4).flatten(1)
+        return torch.tanh(x @ self.w * 3.0)
+
+
+class ToyVQ(Tokenizer):
+    """4x4 pixel-patch VQ with a seeded random codebook, 16 px images."""
+
+    def __init__(self, k: int = 32, seed: int = 0, nan: bool = False):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("codebook", torch.rand(k, 48, generator=g))
+        self.layout = TokenLayout.grid(4, 4)
+        self.nan = nan
+        self.info = TokenizerInfo(family="toy", preset=f"toy-vq-k{k}-s{seed}" + ("-nan" if nan else ""),
+                                  resolution=16, value_range="[0,1]", vocab_size=k, tokens_per_image=16,
+                                  quantizer="vq")
+
+    @property
+    def token_spaces(self):
+        return [CodebookSpace(self.codebook.shape[0], codes=self.codebook, metric="l2")]
+
+    def _encode(self, x):
+        v = x.reshape(-1, 3, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 48)
+        return [self.token_spaces[0].scores(v).argmax(-1)], [v]
+
+    def decode_raw(self, tokens: Tokens):
+        v = self.codebook[tokens.ids[0]]
+        out = v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
+        return out * float("nan") if self.nan else out
+
+
+def _suite(**kw) -> Suite:
+    d = dict(name="toy", data="sample", num_images=24, resolution=16, tokenizers=[], batch_size=5, chunk_size=8,
+             usage_window=16, pfid={"alpha": [0.5, 1.0], "delta": [6], "seeds": [0, 1], "mode": "code"})
+    d.update(kw)
+    return Suite.from_dict(d)
+
+
+def _opts(tmp_path, sub, **kw) -> RunOptions:
+    return RunOptions(out_dir=tmp_path / sub, cache_dir=tmp_path / "cache", progress=False, **kw)
+
+
+def _numbers(res: dict) -> dict:
+    m = res["metrics"]
+    return {"rfid": m["rfid"], "pfid": [p["values"] for p in m["pfid"]], "rate": [p["replacement_rate"] for p in m["pfid"]],
+            "psnr": m["psnr"], "ssim": m["ssim"], "cb": m["codebook"]}
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return ToyExtractor()
+
+
+def test_run_writes_result_and_leaderboard(tmp_path, extractor):
+    from tokbench.data import open_dataset
+    from tokbench.metrics import histogram_stats
+
+    suite = _suite()
+    tok = ToyVQ()
+    (res,) = run_suite(suite, _opts(tmp_path, "runs", leaderboard_dir=tmp_path / "lb"), tokenizers=[tok],
+                       extractor=extractor)
+    assert res["status"] == "ok"
+    on_disk = read_result(tmp_path / "runs" / "toy-vq-k32-s0__toy.json")
+    assert on_disk["metrics"]["rfid"] == res["metrics"]["rfid"] and math.isfinite(res["metrics"]["rfid"])
+    p = res["protocol"]
+    assert p["num_images"] == 24 and p["resolution"] == 16 and p["data"]["content_hash"]
+    assert p["fid"]["extractor"]["extractor"] == "toy-projection"
+    assert {"tokbench", "torch", "torch_fidelity"} <= set(res["run"]["versions"])
+    pf = res["metrics"]["pfid"]
+    assert [(x["alpha"], x["seeds"]) for x in pf] == [(0.5, [0, 1]), (1.0, [0, 1])]
+    assert pf[0]["delta_abs"] == {"space0": 6} and len(pf[0]["values"]) == 2 and pf[0]["std"] >= 0
+    assert all(x["mean"] > res["metrics"]["rfid"] for x in pf)  # wrong tokens hurt
+    assert abs(pf[1]["replacement_rate_mean"] - 5 / 6) < 0.08
+    assert res["metrics"]["pfid_curve"]["delta=6,mode=code"][0][0] == 0.5
+    # codebook statistics equal direct counting on the clean tokens
+    ds = open_dataset("sample", 16, num_images=24)
+    ids = tok.encode(torch.stack([ds[i] for i in range(24)])).ids[0]
+    direct = histogram_stats(torch.bincount(ids.flatten(), minlength=32))
+    cb = res["metrics"]["codebook"]
+    assert cb["usage"] == pytest.approx(direct["usage"]) and cb["perplexity"] == pytest.approx(direct["perplexity"])
+    assert cb["usage_per_window"] == pytest.approx(len(ids[:16].unique()) / 32)  # one full window of 16 images
+    # PSNR from the result equals a direct computation
+    from tokbench.data import to_uint8
+    from tokbench.metrics import psnr
+
+    rec = to_uint8(tok.decode(Tokens([ids], tok.layout)))
+    ref = torch.stack([ds[i] for i in range(24)])
+    assert res["metrics"]["psnr"] == pytest.approx(float(psnr(ref, rec).mean()))
+    lb = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert lb["rows"][0]["tokenizer"] == "toy-vq-k32-s0" and lb["rows"][0]["rFID"] == res["metrics"]["rfid"]
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "RANDOM WEIGHTS" in md and "pFID α=0.5 δ=6 (code)" in md
+    assert (tmp_path / "lb" / "leaderboard.csv").read_text().startswith("tokenizer,family")
+    assert not (tmp_path / "runs" / "state").exists() or not any((tmp_path / "runs" / "state").iterdir())
+
+
+def test_resume_after_kill_gives_identical_numbers(tmp_path, extractor):
+    suite = _suite()
+    (full,) = run_suite(suite, _opts(tmp_path, "a"), tokenizers=[ToyVQ()], extractor=extractor)
+    with pytest.raises(Interrupted):
+        run_suite(suite, _opts(tmp_path, "b", stop_after_chunks=1), tokenizers=[ToyVQ()], extractor=extractor)
+    with pytest.raises(Interrupted):  # a second kill, later
+        run_suite(suite, _opts(tmp_path, "b", stop_after_chunks=1), tokenizers=[ToyVQ()], extractor=extractor)
+    assert not (tmp_path / "b" / "toy-vq-k32-s0__toy.json").exists()
+    (resumed,) = run_suite(suite, _opts(tmp_path, "b"), tokenizers=[ToyVQ()], extractor=extractor)
+    assert resumed["run"]["resumed_chunks"] == 2
+    assert _numbers(resumed) == _numbers(full)
+    # a different batch size gives the same tokens and (up to float summation order) the same numbers
+    (rebatched,) = run_suite(_suite(batch_size=8), _opts(tmp_path, "c"), tokenizers=[ToyVQ()], extractor=extractor)
+    assert rebatched["metrics"]["pfid"][0]["replacement_rate"] == full["metrics"]["pfid"][0]["replacement_rate"]
+    assert rebatched["metrics"]["rfid"] == pytest.approx(full["metrics"]["rfid"], rel=1e-9)
+
+
+def test_changed_protocol_starts_afresh(tmp_path, extractor):
+    with pytest.raises(Interrupted):
+        run_suite(_suite(), _opts(tmp_path, "r", stop_after_chunks=1), tokenizers=[ToyVQ()], extractor=extractor)
+    changed = _suite(pfid={"alpha": [0.25], "delta": [6], "seeds": [0], "mode": "code"})
+    (res,) = run_suite(changed, _opts(tmp_path, "r"), tokenizers=[ToyVQ()], extractor=extractor)
+    assert res["run"]["resumed_chunks"] == 0 and [p["alpha"] for p in res["metrics"]["pfid"]] == [0.25]
+    # an up-to-date result is reused, not recomputed
+    (again,) = run_suite(changed, _opts(tmp_path, "r"), tokenizers=[ToyVQ()], extractor=extractor)
+    assert again["run"]["finished"] == res["run"]["finished"]
+
+
+def test_failures_are_reported_and_others_run(tmp_path, extractor, monkeypatch):
+    monkeypatch.setenv("TOKBENCH_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    suite = _suite(metrics=["rfid", "usage"])
+    res = run_suite(suite, _opts(tmp_path, "f", leaderboard_dir=tmp_path / "lb"),
+                    tokenizers=[ToyVQ(nan=True), "no-such-tokenizer", ToyVQ(k=16, seed=1)], extractor=extractor)
+    assert [r["status"] for r in res] == ["failed", "failed", "ok"]
+    assert "NaN" in res[0]["reason"] and "no-such-tokenizer" in res[1]["reason"]
+    assert read_result(tmp_path / "f" / "no-such-tokenizer__toy.json")["status"] == "failed"
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "Failed:" in md and "no-such-tokenizer" in md and "toy-vq-k16-s1" in md
+
+
+def test_leaderboard_refuses_other_protocols(tmp_path, extractor):
+    a = run_suite(_suite(metrics=["rfid"]), _opts(tmp_path, "l"), tokenizers=[ToyVQ(), ToyVQ(k=16, seed=2)],
+                  extractor=extractor)
+    b = run_suite(_suite(metrics=["rfid"], num_images=20), _opts(tmp_path, "l2"), tokenizers=[ToyVQ(seed=3)],
+                  extractor=extractor)
+    board = build_leaderboard(a + b)
+    assert [r["tokenizer"] for r in board["rows"]] == sorted([r["tokenizer"]["name"] for r in a],
+                                                              key=lambda n: [x for x in a if x["tokenizer"]["name"] == n][0]["metrics"]["rfid"])
+    assert [r["tokenizer"] for r in board["refused"]] == ["toy-vq-k32-s3"]
+    assert "data" in board["refused"][0]["reason"]
+    with pytest.raises(ValueError):
+        write_leaderboard(tmp_path / "nothing-here", tmp_path / "out")
+
+
+def test_suites_load_and_sample_is_embedded():
+    import yaml
+
+    from tokbench.runner.suite import benchmarks_dir
+
+    assert yaml.safe_load((benchmarks_dir() / "sample.yaml").read_text()) == SAMPLE_SUITE
+    s = load_suite(None)
+    assert s.name == "sample" and s.pfid_settings()
+    big = load_suite("imagenet256")
+    assert big.num_images == 50000 and big.resolution == 256 and len(big.pfid_settings()) == 12
+    with pytest.raises(ValueError, match="unknown"):
+        Suite.from_dict({"name": "x", "metrics": ["rfid", "lpips"]})
+    with pytest.raises(FileNotFoundError):
+        load_suite("no-such-suite")
+
+
+def test_cli_run_with_a_registered_toy(tmp_path, monkeypatch, capsys):
+    from tokbench.cli import main
+    from tokbench.fid import register_extractor
+    from tokbench.registry import Family, Preset, _FAMILIES, _PRESETS, register_family, register_preset
+
+    if "toy_cli" not in _FAMILIES:
+        register_family(Family("toy_cli", lambda cfg: ToyVQ(**cfg.get("constructor_kwargs", {})), needs_weights=False))
+    if "toy-cli-vq" not in _PRESETS:
+        register_preset(Preset("toy-cli-vq", "toy_cli", {"constructor_kwargs": {"k": 24}}))
+    register_extractor("toy-test", lambda weights=None, device="cpu", **kw: ToyExtractor())
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: clitoy\ndata: sample\nnum_images: 12\nresolution: 16\ntokenizers: [toy-cli-vq]\n"
+                     "pfid: {alpha: [1.0], delta: [4], seeds: [0]}\nfid: {extractor: toy-test}\n"
+                     "batch_size: 6\nchunk_size: 6\n")
+    rc = main(["run", "--suite", str(suite), "--out", str(tmp_path / "runs"), "--leaderboard-dir", str(tmp_path / "lb"),
+               "--cache-dir", str(tmp_path / "cache"), "--pfid-delta", "0.25", "--no-progress", "--save-images"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "toy-cli-vq" in out and "rFID" in out
+    res = read_result(tmp_path / "runs" / "toy-cli-vq__clitoy.json")
+    assert res["metrics"]["pfid"][0]["delta_abs"] == {"space0": 6}
+    pngs = sorted((tmp_path / "runs" / "images" / "toy-cli-vq").rglob("*.png"))
+    assert len(pngs) == 24 and not list((tmp_path / "runs").rglob("*.jp*g"))
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "lb2")]) == 0
+    assert (tmp_path / "lb2" / "leaderboard.csv").exists()

@@ -1,0 +1,109 @@
+"""Two gloo processes (as torchrun would start them) give the numbers of one process."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+
+import pytest
+import torch
+
+from tokbench.api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
+from tokbench.runner import RunOptions, Suite, run_suite
+
+
+class ToyExtractor:
+    dim = 12
+
+    def __init__(self):
+        self.w = torch.randn(48, self.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        self.protocol = {"extractor": "toy-projection", "random_weights": True}
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images):
+        x = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255.0, 4).flatten(1)
+        return torch.tanh(x @ self.w * 3.0)
+
+
+class ToyVQ(Tokenizer):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("codebook", torch.rand(32, 48, generator=torch.Generator().manual_seed(0)))
+        self.layout = TokenLayout.grid(4, 4)
+        self.info = TokenizerInfo(family="toy", preset="toy-dist", resolution=16, value_range="[0,1]",
+                                  vocab_size=32, tokens_per_image=16)
+
+    @property
+    def token_spaces(self):
+        return [CodebookSpace(32, codes=self.codebook, metric="l2")]
+
+    def _encode(self, x):
+        v = x.reshape(-1, 3, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 48)
+        return [self.token_spaces[0].scores(v).argmax(-1)], [v]
+
+    def decode_raw(self, tokens: Tokens):
+        v = self.codebook[tokens.ids[0]]
+        return v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
+
+
+SUITE = dict(name="dist", data="sample", num_images=22, resolution=16, tokenizers=[], batch_size=3, chunk_size=4,
+             usage_window=8, pfid={"alpha": [0.7], "delta": [5], "seeds": [0, 1], "mode": "feature"})
+
+
+def _numbers(res):
+    m = res["metrics"]
+    return {"rfid": m["rfid"], "pfid": [p["values"] for p in m["pfid"]], "rate": [p["replacement_rate"] for p in m["pfid"]],
+            "psnr": m["psnr"], "ssim": m["ssim"], "cb": m["codebook"], "n": res["protocol"]["num_images"]}
+
+
+def _worker(rank: int, port: int, out) -> None:
+    """Runs in a forked child (no re-import of torch): one rank of a 2-process gloo group."""
+    import traceback
+
+    code = 0
+    try:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
+        torch.set_num_threads(1)
+        (res,) = run_suite(Suite.from_dict(SUITE), RunOptions(out_dir=out / "runs", cache_dir=out / "cache",
+                                                              progress=False), tokenizers=[ToyVQ()],
+                           extractor=ToyExtractor())
+        if rank == 0:
+            (out / "numbers.json").write_text(json.dumps(_numbers(res)))
+    except BaseException:  # noqa: BLE001 - reported to the parent through a file
+        (out / f"error{rank}.txt").write_text(traceback.format_exc())
+        code = 1
+    os._exit(code)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(rank, port, tmp_path)) for rank in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    errors = [f.read_text() for f in sorted(tmp_path.glob("error*.txt"))]
+    assert all(p.exitcode == 0 for p in procs) and not errors, "\n".join(errors)
+    two = json.loads((tmp_path / "numbers.json").read_text())
+    (res,) = run_suite(Suite.from_dict(SUITE), RunOptions(out_dir=tmp_path / "one", cache_dir=tmp_path / "cache",
+                                                          progress=False), tokenizers=[ToyVQ()],
+                       extractor=ToyExtractor())
+    one = json.loads(json.dumps(_numbers(res)))
+    assert two["n"] == one["n"] == 22
+    assert two["rate"] == one["rate"] and two["cb"] == one["cb"]
+    assert two["rfid"] == pytest.approx(one["rfid"], rel=1e-9, abs=1e-12)
+    for a, b in zip(two["pfid"], one["pfid"]):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    assert two["psnr"] == pytest.approx(one["psnr"], rel=1e-12) and two["ssim"] == pytest.approx(one["ssim"], rel=1e-12)

@@ -1,0 +1,91 @@
+"""`tokbench run`: rFID, pFID, codebook statistics and PSNR/SSIM of tokenizers on a suite; resumable; torchrun-able."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "run"
+HELP = "benchmark tokenizers on a suite (default: the offline sample suite): rFID, pFID, usage, PSNR/SSIM"
+ORDER = 20
+DESCRIPTION = """Benchmark tokenizers. Per batch: encode once, decode the clean tokens and every perturbation setting
+from the same tokens, stream Inception features into one accumulator per metric. Killing the process and re-running
+the same command resumes from the last finished chunk with identical numbers. Multi-GPU:
+  torchrun --nproc_per_node 8 -m tokbench run --suite imagenet256 --device cuda
+Writes one JSON per (tokenizer, suite) into --out, then the leaderboard (results/leaderboard.{md,csv,json})."""
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _metrics(s: str) -> list[str]:
+    from ..runner.suite import KNOWN_METRICS
+
+    out = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [m for m in out if m not in KNOWN_METRICS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown metrics {bad}; choose from {','.join(KNOWN_METRICS)}")
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default=None, help="suite YAML or name in benchmarks/ (default: the embedded 'sample')")
+    p.add_argument("--tokenizer", action="append", default=None, metavar="NAME",
+                   help="preset name, 'all' or 'available' (repeatable; default: the suite's list)")
+    p.add_argument("--data", default=None, help="image folder or 'sample' (default: the suite's)")
+    p.add_argument("--num-images", type=int, default=None, help="first N images of the data set")
+    p.add_argument("--metrics", type=_metrics, default=None, help="comma list of rfid,pfid,usage,psnr,ssim")
+    p.add_argument("--pfid-alpha", type=_floats, default=None, help="comma list of rates α (e.g. 0.25,0.5,1)")
+    p.add_argument("--pfid-delta", type=_floats, default=None,
+                   help="comma list of strengths δ: integers are absolute, values in (0,1) a fraction of the vocabulary")
+    p.add_argument("--pfid-seeds", type=_ints, default=None, help="comma list of seeds")
+    p.add_argument("--pfid-mode", choices=["code", "feature"], default=None,
+                   help="codebook neighbour rule: 'code' (δ nearest to the assigned code) or 'feature' (RobustTok's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--chunk-size", type=int, default=None, help="images per resumable chunk")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--out", default="results/runs", help="folder for result JSONs and resume state")
+    p.add_argument("--leaderboard-dir", default="results", help="where the leaderboard is written ('' to skip)")
+    p.add_argument("--save-images", action="store_true", help="also write reconstructions as PNG (never JPEG)")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (listed in the result)")
+    p.add_argument("--fid-weights", default=None, help="Inception weights file (pt_inception-2015-12-05 format)")
+    p.add_argument("--cache-dir", default=None, help="reference statistics cache folder")
+    p.add_argument("--force", action="store_true", help="recompute even when an up-to-date result exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..runner import RunOptions, apply_overrides, load_suite, run_suite, summary_table
+
+    suite = load_suite(args.suite)
+    suite = apply_overrides(suite, data=args.data, num_images=args.num_images, batch_size=args.batch_size,
+                            chunk_size=args.chunk_size, metrics=args.metrics, tokenizers=args.tokenizer,
+                            pfid_alpha=args.pfid_alpha, pfid_delta=args.pfid_delta, pfid_seeds=args.pfid_seeds,
+                            pfid_mode=args.pfid_mode, fid_weights=args.fid_weights)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    opts = RunOptions(out_dir=Path(args.out), device=device, save_images=args.save_images,
+                      skip_bad_images=args.skip_bad_images, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                      force=args.force, progress=not args.no_progress,
+                      leaderboard_dir=Path(args.leaderboard_dir) if args.leaderboard_dir else None)
+    results = run_suite(suite, opts)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"suite {suite.name}: {len(results)} tokenizer(s), results in {opts.out_dir}")
+        print(summary_table(results))
+        if opts.leaderboard_dir is not None:
+            print(f"leaderboard: {opts.leaderboard_dir / 'leaderboard.md'}")
+    return 0 if all(r.get("status") == "ok" for r in results) else 3

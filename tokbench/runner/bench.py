@@ -1,0 +1,546 @@
+"""The benchmark loop: per batch, encode once; decode the clean tokens and every perturbation setting from those same
+tokens; stream features into one accumulator per metric. Chunked and resumable; sharded across torchrun processes.
+
+Resume: after every chunk of `chunk_size` images, the process saves all its accumulators (float64 sums, counts) to
+`<out>/state/<tokenizer>__<suite>/rank<r>of<W>.pt` atomically. A rerun of the same command skips finished chunks and
+therefore sums exactly the same numbers in the same order: identical results. The state carries the run hash
+(protocol + tokenizer + batching + world size); a changed protocol starts afresh instead of mixing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
+from ..perturb import PerturbSetting, Perturber
+from .distributed import DistInfo, all_reduce_, barrier, init_from_env, shutdown
+from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
+                     stable_hash, write_json_atomic)
+from .suite import Suite
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(RuntimeError):
+    """Raised by the test hook `stop_after_chunks` to simulate a kill between chunks."""
+
+
+@dataclass
+class RunOptions:
+    out_dir: Path = Path("results/runs")
+    device: str = "cpu"
+    save_images: bool = False
+    skip_bad_images: bool = False
+    cache_dir: Path | None = None  # reference statistics cache (None: the FID engine's default)
+    force: bool = False  # recompute even when an up-to-date result exists
+    progress: bool = True
+    stop_after_chunks: int | None = None  # testing hook: stop (as if killed) after this many new chunks
+    leaderboard_dir: Path | None = None  # where `run` writes the leaderboard at the end (None: skip)
+
+
+@dataclass
+class _Timer:
+    device: torch.device
+    totals: dict = field(default_factory=lambda: defaultdict(float))
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, key: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                timer.sync()
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.sync()
+                timer.totals[key] += time.perf_counter() - self.t
+
+        return _Ctx()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Tokenizers and data
+# ----------------------------------------------------------------------------------------------------------------------
+def resolve_tokenizer_names(entries: Sequence[str | Tokenizer]) -> list[str | Tokenizer]:
+    """Expand `all` (every preset) and `available` (presets whose weights are on this machine)."""
+    from ..registry import get_preset, list_tokenizers, weights_available_locally
+
+    out: list = []
+    for e in entries:
+        if isinstance(e, Tokenizer):
+            out.append(e)
+        elif e == "all":
+            out.extend(list_tokenizers())
+        elif e == "available":
+            out.extend(n for n in list_tokenizers() if weights_available_locally(get_preset(n)))
+        else:
+            out.append(e)
+    seen, uniq = set(), []
+    for e in out:
+        key = id(e) if isinstance(e, Tokenizer) else e
+        if key not in seen:
+            seen.add(key)
+            uniq.append(e)
+    return uniq
+
+
+def tokenizer_name(entry: str | Tokenizer) -> str:
+    if isinstance(entry, Tokenizer):
+        return getattr(entry, "bench_name", None) or entry.info.preset or entry.info.family
+    return entry
+
+
+def describe_spaces(spaces) -> list[dict]:
+    out = []
+    for s in spaces:
+        d: dict[str, Any] = {"kind": s.kind, "vocab_size": s.vocab_size}
+        if isinstance(s, CodebookSpace):
+            d.update(metric=s.metric, dim=s.dim)
+        elif isinstance(s, BinarySpace):
+            d.update(bits=s.bits)
+        elif isinstance(s, FSQSpace):
+            d.update(levels=list(s.levels))
+        out.append(d)
+    return out
+
+
+def weights_record(tok: Tokenizer) -> dict | None:
+    from ..weights import sha256_file
+
+    w = getattr(tok, "weights", None)
+    if w is None:
+        return None
+    p = Path(w.path)
+    sha = sha256_file(p) if p.is_file() else None
+    return {"source": w.source, "path": str(p), "sha256": sha}
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # the metadata, not the import: importing torch_fidelity pulls torchvision and dynamo (seconds)
+        tf = version("torch-fidelity")
+    except PackageNotFoundError:
+        tf = None
+    return {"tokbench": __version__, "torch": torch.__version__, "torch_fidelity": tf,
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Protocol
+# ----------------------------------------------------------------------------------------------------------------------
+def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: Sequence[PerturbSetting]) -> dict:
+    from ..fid import SQRT_METHOD
+    from ..metrics import PSNR_PROTOCOL, SSIM_PROTOCOL
+
+    groups: dict = {}
+    for s in settings:
+        key = (s.alpha, s.delta, s.beta, s.mode, s.scales)
+        groups.setdefault(key, []).append(s.seed)
+    proto = {
+        "data": dataset.describe(),
+        "num_images_requested": suite.num_images,
+        "resolution": dataset.resolution,
+        "crop": dataset.crop,
+        "uint8": UINT8_RULE,
+        "decode_dtype": "float32",
+        "metrics": sorted(suite.metrics),
+        "fid": {"extractor": extractor.protocol, "reference": {k: ref_proto.get(k) for k in ("cache_key",)},
+                "sqrt": SQRT_METHOD, "statistics": "float64 sums (n, Σx, Σxxᵀ)"},
+        "pfid": {"settings": [{"alpha": a, "delta": d, "beta": b, "mode": m, "scales": list(sc) if sc else None,
+                               "seeds": seeds} for (a, d, b, m, sc), seeds in groups.items()],
+                 "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL} if settings else None,
+        "codebook": {"window": suite.usage_window, "on": "clean tokens"} if "usage" in suite.metrics else None,
+        "psnr": PSNR_PROTOCOL if "psnr" in suite.metrics else None,
+        "ssim": SSIM_PROTOCOL if "ssim" in suite.metrics else None,
+    }
+    proto["hash"] = stable_hash(proto)
+    return proto
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# State (resume)
+# ----------------------------------------------------------------------------------------------------------------------
+def _save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, run_hash: str) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a corrupt state is discarded, not fatal
+        log.warning("discarding unreadable resume state %s: %s", path, e)
+        return None
+    if st.get("run_hash") != run_hash:
+        log.warning("resume state %s belongs to a different protocol/configuration: starting afresh", path)
+        return None
+    return st
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One tokenizer
+# ----------------------------------------------------------------------------------------------------------------------
+def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_acc, ref_proto: dict, opts: RunOptions,
+             dist_info: DistInfo | None = None) -> dict:
+    """Run one tokenizer over the (shard of the) data set; returns the result dict (written by rank 0)."""
+    from ..data import iter_batches, to_uint8
+    from ..fid import StatsAccumulator, frechet_distance
+    from ..metrics import CodebookStats, ImageQuality
+
+    info = dist_info or DistInfo()
+    device = torch.device(opts.device)
+    settings = suite.pfid_settings()
+    want = set(suite.metrics)
+    if suite.resolution is not None and tok.info.resolution != suite.resolution:
+        raise ValueError(f"{name} works at {tok.info.resolution} px; suite {suite.name} is at {suite.resolution} px")
+    if dataset.resolution != tok.info.resolution:
+        raise ValueError(f"data set at {dataset.resolution} px for a {tok.info.resolution} px tokenizer")
+    for s in settings:  # δ fits every space: fail early with the reason
+        for sp in tok.token_spaces:
+            s.delta_for(sp)
+    protocol = build_protocol(suite, dataset, extractor, ref_proto, settings)
+    tok_record = {"name": name, "info": tok.info.to_dict(), "layout": tok.layout.to_dict(),
+                  "token_spaces": describe_spaces(tok.token_spaces), "weights": weights_record(tok)}
+    run_hash = stable_hash({"protocol": protocol["hash"], "tokenizer": tok_record, "batch_size": suite.batch_size,
+                            "chunk_size": suite.chunk_size, "world": info.world, "device": device.type})
+    rpath = result_path(opts.out_dir, name, suite.name)
+    if rpath.exists() and not opts.force:
+        try:
+            old = read_result(rpath)
+            if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
+                log.info("%s: up-to-date result %s (use --force to recompute)", name, rpath)
+                return old
+        except ValueError:
+            pass
+
+    N = len(dataset)
+    C = suite.chunk_size
+    nchunks = math.ceil(N / C)
+    mine = [c for c in range(nchunks) if c % info.world == info.rank]
+    state_dir = opts.out_dir / "state" / f"{safe_name(name)}__{safe_name(suite.name)}"
+    spath = state_dir / f"rank{info.rank}of{info.world}.pt"
+
+    labels = (["rfid"] if "rfid" in want else []) + [s.label for s in settings]
+    accs = {k: StatsAccumulator(extractor.dim) for k in labels}
+    rates = {s.label: torch.zeros(2, dtype=torch.int64) for s in settings}
+    quality = ImageQuality()
+    cb = CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None
+    timer = _Timer(device)
+    done: list[int] = []
+    bad: list[dict] = []
+    st = _load_state(spath, run_hash) if not opts.force else None
+    if st is not None:
+        done = list(st["done"])
+        for k in labels:
+            accs[k].load_state_dict(st["acc"][k])
+        for k in rates:
+            rates[k] = st["rates"][k].clone()
+        quality.load_state_dict(st["quality"])
+        if cb is not None:
+            cb.load_state_dict(st["codebook"])
+        timer.totals.update(st["timings"])
+        bad = list(st["bad_images"])
+        log.info("%s: resuming after %d finished chunks", name, len(done))
+    resumed = len(done)
+
+    perturber = Perturber.for_tokenizer(tok, device)
+    with timer("prepare"):
+        perturber.prepare(settings)
+    tok.keep_features = any(s.mode == "feature" for s in settings)
+
+    def chunk_range(c: int) -> range:
+        return range(c * C, min(N, (c + 1) * C))
+
+    def windows_done(c: int) -> list[int]:
+        """Windows touched by chunk c whose every chunk is this process's and finished."""
+        r = chunk_range(c)
+        out = []
+        W = suite.usage_window
+        for w in range(r.start // W, (r.stop - 1) // W + 1):
+            cs = range((w * W) // C, (min(N, (w + 1) * W) - 1) // C + 1)
+            if all(x % info.world == info.rank and x in done for x in cs):
+                out.append(w)
+        return out
+
+    img_dir = opts.out_dir / "images" / safe_name(name)
+
+    def save_pngs(label: str, imgs: torch.Tensor, idx: torch.Tensor) -> None:
+        from PIL import Image
+
+        d = img_dir / label
+        d.mkdir(parents=True, exist_ok=True)
+        for im, i in zip(imgs.cpu(), idx.tolist()):
+            Image.fromarray(im.permute(1, 2, 0).numpy()).save(d / f"{i:06d}.png")
+
+    todo = [c for c in mine if c not in done]
+    total_imgs = sum(len(chunk_range(c)) for c in mine)
+    bar = tqdm(total=total_imgs, initial=total_imgs - sum(len(chunk_range(c)) for c in todo), unit="img",
+               desc=name, leave=False, disable=not (opts.progress and info.main) or None)
+    new_chunks = 0
+    t_start = time.perf_counter()
+    for c in todo:
+        for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
+            bad.extend(batch.bad)
+            if batch.images.numel() == 0:
+                continue
+            imgs, idx = batch.images.to(device), batch.indices
+            with timer("encode"):
+                tokens = tok.encode(imgs)
+            feats = tok.last_features
+            if cb is not None:
+                with timer("metrics"):
+                    cb.update(tokens, idx)
+            with timer("decode"):
+                rec = to_uint8(tok.decode(tokens))
+            if want & {"psnr", "ssim"}:
+                with timer("metrics"):
+                    quality.update(imgs, rec, "psnr" in want, "ssim" in want)
+            if "rfid" in want:
+                with timer("features"):
+                    accs["rfid"].update(extractor(rec))
+            if opts.save_images:
+                save_pngs("clean", rec, idx)
+            for s in settings:
+                with timer("perturb"):
+                    pr = perturber(tokens, s, idx, feats)
+                    rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
+                with timer("decode"):
+                    prec = to_uint8(tok.decode(pr.tokens))
+                with timer("features"):
+                    accs[s.label].update(extractor(prec))
+                if opts.save_images:
+                    save_pngs(s.label, prec, idx)
+            bar.update(int(imgs.shape[0]))
+        done.append(c)
+        if cb is not None:
+            cb.close_windows(windows_done(c))
+        elapsed = time.perf_counter() - t_start
+        t_start = time.perf_counter()
+        timer.totals["total"] += elapsed
+        _save_state(spath, {"run_hash": run_hash, "done": done, "acc": {k: a.state_dict() for k, a in accs.items()},
+                            "rates": rates, "quality": quality.state_dict(),
+                            "codebook": cb.state_dict() if cb is not None else None,
+                            "timings": dict(timer.totals), "bad_images": bad})
+        new_chunks += 1
+        if opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
+            bar.close()
+            raise Interrupted(f"stopped after {new_chunks} chunks (test hook)")
+    bar.close()
+
+    # --- reduce across processes ----------------------------------------------------------------------------------
+    if info.active:
+        for a in accs.values():
+            a.all_reduce()
+        for k in rates:
+            rates[k] = all_reduce_(rates[k], info)
+        quality.load_tensor(all_reduce_(quality.as_tensor(), info))
+        import torch.distributed as dist
+
+        gathered: list = [None] * info.world
+        dist.all_gather_object(gathered, bad)
+        bad = [b for g in gathered for b in g]
+        tt = all_reduce_(torch.tensor([timer.totals.get("total", 0.0)], dtype=torch.float64), info)
+        wall = float(tt) / info.world
+    else:
+        wall = timer.totals.get("total", 0.0)
+    if cb is not None:
+        cb.all_reduce()
+
+    metrics: dict[str, Any] = {}
+    n_eval = accs[labels[0]].n if labels else quality.n
+    if "rfid" in want:
+        metrics["rfid"] = frechet_distance(accs["rfid"], ref_acc)
+    if settings:
+        metrics["pfid"], metrics["pfid_curve"] = _pfid_summary(settings, accs, ref_acc, rates, tok)
+    if want & {"psnr", "ssim"}:
+        q = quality.summary()
+        metrics["psnr"] = q["psnr"] if "psnr" in want else None
+        metrics["ssim"] = q["ssim"] if "ssim" in want else None
+        metrics["image_quality"] = q
+    if cb is not None:
+        metrics["codebook"] = cb.summary()
+    timings = {k: round(v, 4) for k, v in timer.totals.items()}
+    result = {
+        "schema": SCHEMA, "status": "ok", "tokenizer": tok_record,
+        "suite": {"name": suite.name, "file": suite.file, "definition": suite.to_dict()},
+        "protocol": dict(protocol, num_images=n_eval),
+        "run": {"run_hash": run_hash, "device": str(device), "dtype": "float32", "world_size": info.world,
+                "batch_size": suite.batch_size, "chunk_size": suite.chunk_size, "versions": versions(),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "timings_s": timings, "images_per_s": (n_eval / wall) if wall > 0 else None,
+                "bad_images": bad, "resumed_chunks": resumed, "host": platform.node()},
+        "metrics": metrics,
+    }
+    if info.main:
+        write_json_atomic(rpath, result)
+    barrier(info)
+    if info.main:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return result
+
+
+def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict]:
+    from ..fid import frechet_distance
+
+    groups: dict = {}
+    for s in settings:
+        groups.setdefault((s.alpha, s.delta, s.beta, s.mode, s.scales), []).append(s)
+    rows = []
+    for (a, d, b, m, sc), ss in groups.items():
+        vals = [frechet_distance(accs[s.label], ref_acc) for s in ss]
+        rr = [float(rates[s.label][0]) / float(rates[s.label][1]) if int(rates[s.label][1]) else 0.0 for s in ss]
+        deltas = {f"space{i}": ss[0].delta_for(sp) for i, sp in enumerate(tok.token_spaces)}
+        rows.append({"alpha": a, "delta": d, "delta_abs": deltas,
+                     "delta_fraction": {k: v / tok.token_spaces[int(k[5:])].vocab_size for k, v in deltas.items()},
+                     "beta": b, "mode": m, "scales": list(sc) if sc else None, "seeds": [s.seed for s in ss],
+                     "values": vals, "mean": float(np.mean(vals)),
+                     "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                     "replacement_rate": rr, "replacement_rate_mean": float(np.mean(rr))})
+    curve: dict = {}
+    for r in rows:
+        curve.setdefault(f"delta={r['delta']},mode={r['mode']}" + (f",scales={r['scales']}" if r["scales"] else ""),
+                         []).append([r["alpha"], r["mean"], r["std"]])
+    curve = {k: sorted(v) for k, v in curve.items() if len(v) > 1}
+    return rows, curve
+
+
+def failed_result(name: str, suite: Suite, err: BaseException, tok: Tokenizer | None = None) -> dict:
+    reason = f"{type(err).__name__}: {err}"
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+        reason = f"out of memory: {err}"
+    elif isinstance(err, FloatingPointError):
+        reason = f"non-finite output (NaN/inf): {err}"
+    return {"schema": SCHEMA, "status": "failed", "reason": reason, "error_type": type(err).__name__,
+            "traceback_tail": traceback.format_exception(type(err), err, err.__traceback__)[-3:],
+            "tokenizer": {"name": name, "info": tok.info.to_dict() if tok is not None else None},
+            "suite": {"name": suite.name, "file": suite.file, "definition": suite.to_dict()},
+            "run": {"versions": versions(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A whole suite
+# ----------------------------------------------------------------------------------------------------------------------
+def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Tokenizer] | None = None,
+              extractor=None) -> list[dict]:
+    """Run every tokenizer of the suite (or the given names / Tokenizer objects); a failing tokenizer is recorded as
+    failed with its reason and the others still run. Returns the result dicts; prints nothing."""
+    from ..data import open_dataset
+    from ..fid import get_extractor, reference_stats
+    from ..registry import load_tokenizer
+
+    info = init_from_env(opts.device)
+    if info.active and torch.device(opts.device).type == "cuda":
+        opts.device = f"cuda:{info.local_rank}"
+    opts.out_dir = Path(opts.out_dir)
+    entries = resolve_tokenizer_names(tokenizers if tokenizers is not None else suite.tokenizers)
+    if not entries:
+        raise ValueError(f"suite {suite.name}: no tokenizers to run (see `tokbench list`)")
+    if extractor is None:
+        extractor = get_extractor(suite.fid.get("extractor", "inception-v3-compat"), suite.fid.get("weights"),
+                                  device=opts.device)
+    datasets: dict = {}
+    refs: dict = {}
+    results = []
+    outer = tqdm(entries, desc=f"suite {suite.name}", unit="tokenizer", disable=not (opts.progress and info.main) or None)
+    try:
+        for entry in outer:
+            name = tokenizer_name(entry)
+            outer.set_postfix_str(name)
+            tok = None
+            try:
+                t0 = time.perf_counter()
+                tok = entry.to(opts.device).eval() if isinstance(entry, Tokenizer) else load_tokenizer(
+                    entry, device=opts.device)
+                load_s = time.perf_counter() - t0
+                res_key = suite.resolution or tok.info.resolution
+                if res_key not in datasets:
+                    datasets[res_key] = open_dataset(suite.data, res_key, num_images=suite.num_images, crop=suite.crop,
+                                                     skip_bad_images=opts.skip_bad_images)
+                ds = datasets[res_key]
+                if res_key not in refs:
+                    if info.main:
+                        refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
+                                                        cache=opts.cache_dir)
+                    barrier(info)
+                    if not info.main:
+                        refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
+                                                        cache=opts.cache_dir)
+                ref_acc, ref_proto = refs[res_key]
+                res = evaluate(tok, name, suite, ds, extractor, ref_acc, ref_proto, opts, info)
+                res["run"].setdefault("timings_s", {})["load"] = round(load_s, 4)
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - one tokenizer's failure must not stop the others
+                log.error("%s failed: %s: %s", name, type(e).__name__, e)
+                res = failed_result(name, suite, e, tok)
+                if info.main:
+                    write_json_atomic(result_path(opts.out_dir, name, suite.name), res)
+            finally:
+                del tok
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            results.append(res)
+    finally:
+        outer.close()
+        if opts.leaderboard_dir is not None and info.main:
+            from .leaderboard import write_leaderboard
+
+            try:
+                write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
+            except ValueError as e:
+                log.warning("leaderboard not written: %s", e)
+        shutdown(info)
+    return results
+
+
+def summary_table(results: Sequence[dict]) -> str:
+    """A concise plain-text table of a run."""
+    rows = [["tokenizer", "status", "rFID", "pFID", "usage", "PSNR", "SSIM", "img/s"]]
+    for r in results:
+        m = r.get("metrics", {})
+        if r.get("status") != "ok":
+            rows.append([r["tokenizer"]["name"], "FAILED", r.get("reason", "")[:70], "", "", "", "", ""])
+            continue
+        pf = m.get("pfid") or []
+        pfs = " ".join(f"{p['mean']:.2f}" + (f"±{p['std']:.2f}" if len(p["values"]) > 1 else "") for p in pf)
+        cb = m.get("codebook") or {}
+        rows.append([r["tokenizer"]["name"], "ok", _f(m.get("rfid")), pfs, _f(cb.get("usage"), pct=True),
+                     _f(m.get("psnr")), _f(m.get("ssim"), 4), _f(r["run"].get("images_per_s"), 1)])
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _f(x, digits: int = 2, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    if pct:
+        return f"{100 * x:.1f}%"
+    return f"{x:.{digits}f}"

@@ -1,0 +1,196 @@
+"""Leaderboards from result files: `results/leaderboard.{md,csv,json}`, one row per tokenizer, the protocol printed
+above the table. Rows measured under a different protocol (data, extractor weights, pFID settings, …) are refused
+and listed with the differing fields, never mixed into the table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+from .schema import read_result, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def collect(runs_dir: str | Path, suite: str | None = None) -> list[dict]:
+    """Every result file under runs_dir (not recursing into state/ or images/), optionally of one suite."""
+    out = []
+    for p in sorted(Path(runs_dir).glob("*.json")):
+        try:
+            r = read_result(p)
+        except (ValueError, OSError) as e:
+            log.debug("skipping %s: %s", p, e)
+            continue
+        if suite is None or r.get("suite", {}).get("name") == suite:
+            r["_file"] = str(p)
+            out.append(r)
+    return out
+
+
+def _pfid_key(p: dict) -> str:
+    sc = f" scales={p['scales']}" if p.get("scales") else ""
+    return f"pFID α={p['alpha']:g} δ={p['delta']:g} ({p['mode']}{sc})"
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if k == "hash":
+            continue
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def build(results: Sequence[dict]) -> dict:
+    ok = [r for r in results if r.get("status") == "ok"]
+    failed = [{"tokenizer": r["tokenizer"]["name"], "reason": r.get("reason", "")} for r in results
+              if r.get("status") != "ok"]
+    if not ok:
+        return {"suite": results[0]["suite"]["name"] if results else None, "protocol": None, "rows": [],
+                "columns": [], "failed": failed, "refused": []}
+    counts = Counter(r["protocol"]["hash"] for r in ok)
+    top = max(counts.values())
+    ref_hash = next(r["protocol"]["hash"] for r in sorted(ok, key=lambda r: r["tokenizer"]["name"])
+                    if counts[r["protocol"]["hash"]] == top)
+    ref = next(r for r in ok if r["protocol"]["hash"] == ref_hash)
+    rows, refused, pfid_cols = [], [], []
+    for r in ok:
+        if r["protocol"]["hash"] != ref_hash:
+            refused.append({"tokenizer": r["tokenizer"]["name"],
+                            "reason": "different protocol: " + ", ".join(_diff(ref["protocol"], r["protocol"])[:8])})
+            continue
+        m, info = r["metrics"], r["tokenizer"]["info"]
+        cb = m.get("codebook") or {}
+        row = {"tokenizer": r["tokenizer"]["name"], "family": info.get("family"),
+               "tokens": info.get("tokens_per_image"), "vocab": info.get("vocab_size"),
+               "quantizer": info.get("quantizer"), "rFID": m.get("rfid")}
+        for p in m.get("pfid") or []:
+            k = _pfid_key(p)
+            if k not in pfid_cols:
+                pfid_cols.append(k)
+            row[k] = p["mean"]
+            row[k + " std"] = p["std"] if len(p["values"]) > 1 else None
+        row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
+                    "entropy_norm": cb.get("entropy_norm"), "usage/256img": cb.get("usage_per_window"),
+                    "PSNR": m.get("psnr"), "SSIM": m.get("ssim"),
+                    "gFID": (r.get("gfid") or {}).get("value") if isinstance(r.get("gfid"), dict) else r.get("gfid"),
+                    "weights": (r["tokenizer"].get("weights") or {}).get("source") or info.get("weight_source"),
+                    "weights_sha256": ((r["tokenizer"].get("weights") or {}).get("sha256") or "")[:12]})
+        rows.append(row)
+    sort_key = pfid_cols[0] if pfid_cols else "rFID"
+    rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
+    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols +
+               ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
+                "weights_sha256"])
+    return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
+            "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
+            "failed": failed, "refused": refused, "versions": ref["run"].get("versions")}
+
+
+def _fmt(v, col: str) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if col in ("usage", "usage/256img"):
+            return f"{100 * v:.1f}%"
+        if col in ("SSIM", "entropy_norm"):
+            return f"{v:.4f}"
+        if col == "perplexity":
+            return f"{v:.1f}"
+        return f"{v:.2f}"
+    return str(v)
+
+
+def protocol_lines(proto: dict) -> list[str]:
+    d, fid = proto["data"], proto["fid"]
+    ex = fid["extractor"]
+    lines = [
+        f"- data: `{d.get('kind', d.get('root', '?'))}` {d.get('root', '')} — N = {proto.get('num_images')} images, "
+        f"{proto['resolution']} px, crop `{proto['crop']}`, content hash `{str(d.get('content_hash', ''))[:16]}`",
+        f"- FID: {ex.get('extractor')} ({ex.get('implementation', '')}), weights `{ex.get('weights')}` "
+        f"sha256 `{str(ex.get('weights_sha256', ''))[:16]}`" + (" — **RANDOM WEIGHTS: not comparable with published "
+                                                                "FIDs**" if ex.get("random_weights") else ""),
+        f"- reference: the same {proto.get('num_images')} clean images (cache key `{str(fid['reference'].get('cache_key'))[:16]}`);"
+        f" sqrt: {fid['sqrt']}; uint8: {proto['uint8']}",
+    ]
+    if proto.get("pfid"):
+        s = "; ".join(f"α={x['alpha']:g}, δ={x['delta']:g}, β={x['beta']:g}, {x['mode']} rule, seeds {x['seeds']}"
+                      for x in proto["pfid"]["settings"])
+        lines.append(f"- pFID: {s} (mean ± std over seeds; {proto['pfid']['rng']})")
+    if proto.get("codebook"):
+        lines.append(f"- codebook statistics on clean tokens; usage/256img = ViT-VQGAN usage per "
+                     f"{proto['codebook']['window']}-image window")
+    lines.append(f"- protocol hash `{proto['hash'][:16]}`")
+    return lines
+
+
+def to_markdown(board: dict) -> str:
+    out = [f"# tokbench leaderboard — suite `{board['suite']}`", ""]
+    if board["protocol"] is None:
+        out.append("No successful results.")
+    else:
+        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + [""]
+        cols = board["columns"]
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "|".join("---" for _ in cols) + "|")
+        for r in board["rows"]:
+            cells = []
+            for c in cols:
+                v = _fmt(r.get(c), c)
+                if c in board["pfid_columns"] and r.get(c + " std") is not None:
+                    v += f" ± {r[c + ' std']:.2f}"
+                cells.append(v)
+            out.append("| " + " | ".join(cells) + " |")
+        out += ["", f"Sorted by {board['sorted_by']}."]
+    if board["failed"]:
+        out += ["", "Failed:", ""] + [f"- `{f['tokenizer']}`: {f['reason']}" for f in board["failed"]]
+    if board["refused"]:
+        out += ["", "Refused (measured under a different protocol):", ""] + \
+               [f"- `{f['tokenizer']}`: {f['reason']}" for f in board["refused"]]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(board: dict) -> str:
+    buf = io.StringIO()
+    cols = list(board["columns"])
+    for c in board.get("pfid_columns", []):
+        cols.insert(cols.index(c) + 1, c + " std")
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in board["rows"]:
+        w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
+    return buf.getvalue()
+
+
+def write_leaderboard(runs_dir: str | Path, out_dir: str | Path = "results", suite: str | None = None) -> dict:
+    """Build and write `<out_dir>/leaderboard.{md,csv,json}` from the result files in runs_dir."""
+    results = collect(runs_dir, None)
+    if suite is None:
+        names = Counter(r["suite"]["name"] for r in results if r.get("status") == "ok")
+        if not names:
+            raise ValueError(f"no successful result files in {runs_dir}")
+        suite = names.most_common(1)[0][0]
+    results = [r for r in results if r["suite"]["name"] == suite]
+    if not results:
+        raise ValueError(f"no result files of suite {suite!r} in {runs_dir}")
+    board = build(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(board)
+    tmp = out / "leaderboard.md.tmp"
+    tmp.write_text(md)
+    tmp.replace(out / "leaderboard.md")
+    tmp = out / "leaderboard.csv.tmp"
+    tmp.write_text(to_csv(board))
+    tmp.replace(out / "leaderboard.csv")
+    write_json_atomic(out / "leaderboard.json", board)
+    return board

@@ -1,0 +1,106 @@
+"""The result file: one JSON per (tokenizer, suite), written atomically by `tokbench run`; read by
+`tokbench leaderboard` and `tokbench correlate`.
+
+File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces replaced by `_`).
+
+```
+{
+  "schema": "tokbench.result/1",
+  "status": "ok" | "failed",
+  "reason": "why it failed (failed only)",          "error_type": "WeightsNotFoundError" …
+  "tokenizer": {"name": "llamagen-vq16", "info": {TokenizerInfo: family, preset, resolution, crop, value_range,
+                 vocab_size, tokens_per_image, quantizer, paper, code_license, weights_license, weight_source, notes},
+                "layout": {"groups": [...]}, "token_spaces": [{"kind", "vocab_size", "metric"|"bits"|"levels"}],
+                "weights": {"source": spec, "path": local file, "sha256": file hash} | null},
+  "suite": {"name": "imagenet256", "file": path or "(embedded)", "definition": {the suite as run}},
+  "protocol": {                                       # everything that makes numbers comparable (leaderboard key)
+      "data": {dataset.describe(): kind, root, num_images, content_hash, resolution, crop …},
+      "num_images": N evaluated (after skipped bad images), "resolution": 256, "crop": "adm",
+      "uint8": "floor(255*x01+0.5) after clamp", "decode_dtype": "float32",
+      "fid": {"extractor": {extractor.protocol incl. weights_sha256, random_weights}, "reference": {"cache_key", "n"},
+              "sqrt": SQRT_METHOD, "statistics": "float64 sums"},
+      "pfid": {"settings": [{alpha, delta, beta, mode, scales, seeds}], "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL},
+      "codebook": {"window": 256, "on": "clean tokens"},
+      "psnr": PSNR_PROTOCOL, "ssim": SSIM_PROTOCOL, "metrics": ["rfid", "pfid", …],
+      "hash": sha256 of all the above (rows of a leaderboard must share it)
+  },
+  "run": {"run_hash": protocol hash + tokenizer + batching (resume key), "device", "dtype", "world_size",
+          "batch_size", "chunk_size", "versions": {"tokbench", "torch", "torch_fidelity", "python"},
+          "started", "finished", "timings_s": {"encode", "decode", "perturb", "features", "metrics", "total"},
+          "images_per_s", "bad_images": [{"index", "path", "reason"}], "resumed_chunks": k},
+  "metrics": {
+      "rfid": float | null,
+      "pfid": [{"alpha", "delta" (as given: int or fraction), "delta_abs": {"space0": int, …}, "mode", "scales",
+                "beta", "seeds": [0, 1, 2], "values": [pFID per seed], "mean", "std" (sample std, 0 for one seed),
+                "replacement_rate": [realised per seed], "replacement_rate_mean"}],
+      "pfid_curve": {"delta=<δ>,mode=<m>": [[alpha, mean, std], …]}   (when several α share a δ),
+      "psnr": float, "ssim": float, "image_quality": {…ImageQuality.summary()},
+      "codebook": {CodebookStats.summary(): usage, perplexity, entropy_norm, usage_per_window, headline_over,
+                   window, units: {"space0": {vocab_size, tokens, used, usage, dead, perplexity, entropy_bits,
+                   entropy_norm, bit_entropy…}, "scale3/space0": …}}
+  },
+  "gfid": optional, {value, generator, sampler, …} added by the generation tools
+}
+```
+Absent metrics (not asked) are null / missing; a metric is never written as a number it did not measure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "tokbench.result/1"
+UINT8_RULE = "floor(255*x01+0.5) after clamp to [0,1]"
+RNG_PROTOCOL = "counter-based: lowbias32 hash of (seed, stream, global image index, flat token position)"
+RULE_PROTOCOL = ("image perturbed iff u_img < beta; token re-drawn iff u <= alpha; rank j = floor(u_j*delta) among "
+                 "the delta nearest (rank 0 = itself): codebook code/feature rule, binary Hamming shells, FSQ ±1 steps")
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+
+
+def result_path(out_dir: str | os.PathLike, tokenizer: str, suite: str) -> Path:
+    return Path(out_dir) / f"{safe_name(tokenizer)}__{safe_name(suite)}.json"
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=False, default=_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def read_result(path: str | os.PathLike) -> dict:
+    d = json.loads(Path(path).read_text())
+    if d.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not a tokbench result file (schema {d.get('schema')!r}, expected {SCHEMA!r})")
+    return d

@@ -1,0 +1,147 @@
+"""Benchmark suites: YAML files in `benchmarks/` that fix the data, the metrics and the pFID settings.
+
+`sample` (the default of a plain `tokbench run`) is embedded here so that an installed package runs offline without
+the repository; `benchmarks/sample.yaml` is the same definition (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..perturb import PerturbSetting
+
+KNOWN_METRICS = ("rfid", "pfid", "usage", "psnr", "ssim")
+
+SAMPLE_SUITE: dict = {
+    "name": "sample",
+    "description": "Offline smoke benchmark: the embedded scikit-image sample set (the first 64 of its 126 crops, 64 px), the "
+                   "tokenizers whose weights are available locally (the pixel-VQ baselines always are). NOT a "
+                   "research-grade reference; finishes in minutes on a laptop CPU.",
+    "data": "sample",
+    "num_images": 64,
+    "resolution": 64,
+    "crop": "adm",
+    "tokenizers": ["available"],
+    "metrics": ["rfid", "pfid", "usage", "psnr", "ssim"],
+    "pfid": {"alpha": [0.5], "delta": [0.05], "seeds": [0], "mode": "code", "beta": 1.0, "scales": None},
+    "fid": {"extractor": "inception-v3-compat", "weights": None},
+    "batch_size": 32,
+    "chunk_size": 256,
+    "usage_window": 256,
+}
+
+
+@dataclass
+class PfidSpec:
+    alpha: list[float] = field(default_factory=lambda: [0.5])
+    delta: list[float] = field(default_factory=lambda: [100])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    mode: str = "code"
+    beta: float = 1.0
+    scales: list[int] | None = None
+
+    def settings(self) -> list[PerturbSetting]:
+        """Every (α, δ, seed) as a PerturbSetting, in a stable order (α, then δ, then seed)."""
+        sc = tuple(self.scales) if self.scales is not None else None
+        return [PerturbSetting(float(a), d, self.beta, int(s), self.mode, sc)
+                for a in self.alpha for d in self.delta for s in self.seeds]
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str = ""
+    data: str = "sample"
+    num_images: int | None = None
+    resolution: int | None = None  # None: each tokenizer at its native resolution
+    crop: str = "adm"
+    tokenizers: list[str] = field(default_factory=lambda: ["available"])
+    metrics: list[str] = field(default_factory=lambda: list(KNOWN_METRICS))
+    pfid: PfidSpec = field(default_factory=PfidSpec)
+    fid: dict = field(default_factory=lambda: {"extractor": "inception-v3-compat", "weights": None})
+    batch_size: int = 32
+    chunk_size: int = 256
+    usage_window: int = 256
+    file: str = "(embedded)"
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.metrics if m not in KNOWN_METRICS]
+        if bad:
+            raise ValueError(f"unknown metrics {bad}; known: {', '.join(KNOWN_METRICS)}")
+        if self.batch_size < 1 or self.chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be ≥ 1")
+        self.pfid_settings()  # validate early
+
+    def pfid_settings(self) -> list[PerturbSetting]:
+        return self.pfid.settings() if "pfid" in self.metrics else []
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("file")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, file: str = "(embedded)") -> "Suite":
+        d = copy.deepcopy(d)
+        unknown = set(d) - {f for f in cls.__dataclass_fields__} - {"file"}
+        if unknown:
+            raise ValueError(f"suite {file}: unknown keys {sorted(unknown)}")
+        if "name" not in d:
+            raise ValueError(f"suite {file}: a 'name' is required")
+        pf = d.pop("pfid", None) or {}
+        unknown = set(pf) - set(PfidSpec.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"suite {file}: unknown pfid keys {sorted(unknown)}")
+        for k in ("alpha", "delta", "seeds"):
+            if k in pf and not isinstance(pf[k], list):
+                pf[k] = [pf[k]]
+        d.pop("file", None)
+        return cls(pfid=PfidSpec(**pf), file=file, **d)
+
+
+def benchmarks_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load_suite(spec: str | None) -> Suite:
+    """A YAML path, a suite name in `benchmarks/` (`imagenet256`), or None / "sample" for the embedded default."""
+    if spec is None or spec == "sample":
+        return Suite.from_dict(SAMPLE_SUITE)
+    p = Path(spec).expanduser()
+    if not p.exists() and not p.suffix:
+        p = benchmarks_dir() / f"{spec}.yaml"
+    if not p.exists():
+        raise FileNotFoundError(f"suite {spec!r} not found (a YAML file, or a name in {benchmarks_dir()})")
+    d = yaml.safe_load(p.read_text())
+    if not isinstance(d, dict):
+        raise ValueError(f"suite {p} is not a YAML mapping")
+    return Suite.from_dict(d, file=str(p))
+
+
+def apply_overrides(suite: Suite, **kw: Any) -> Suite:
+    """CLI overrides (None = keep the suite's value)."""
+    s = copy.deepcopy(suite)
+    for k in ("data", "num_images", "batch_size", "chunk_size", "resolution"):
+        if kw.get(k) is not None:
+            setattr(s, k, kw[k])
+    if kw.get("metrics"):
+        s.metrics = list(kw["metrics"])
+    if kw.get("tokenizers"):
+        s.tokenizers = list(kw["tokenizers"])
+    if kw.get("pfid_alpha"):
+        s.pfid.alpha = list(kw["pfid_alpha"])
+    if kw.get("pfid_delta"):
+        s.pfid.delta = list(kw["pfid_delta"])
+    if kw.get("pfid_seeds"):
+        s.pfid.seeds = list(kw["pfid_seeds"])
+    if kw.get("pfid_mode"):
+        s.pfid.mode = kw["pfid_mode"]
+    if kw.get("fid_weights"):
+        s.fid = dict(s.fid, weights=str(kw["fid_weights"]))
+    s.__post_init__()
+    return s
