@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "measure": {"metrics": ["rfid", "pfid", "usage", "psnr", "ssim"],
                 "pfid": {"alpha": [0.25, 0.5, 1.0], "delta": [0.1], "seeds": [0], "mode": "code", "beta": 1.0,
                          "scales": None},
-                "fid": {"extractor": "inception-v3-compat", "weights": None},
+                "fid": {"extractor": "inception-v3-compat", "weights": None, "feature": None},
                 "batch_size": 32, "chunk_size": 64, "usage_window": 256},
     "gfid": {"reference": "train", "num": None, "seed": 0, "batch_size": 64, "sampling": None},
     "correlate": {"target": "gfid", "metrics": ["rfid", "pfid", "usage", "perplexity", "psnr", "ssim"],

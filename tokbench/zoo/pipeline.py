@@ -168,7 +168,8 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     write_config_files(cfg, opts, data)
 
     m = cfg["measure"]
-    extractor = opts.extractor or get_extractor(m["fid"]["extractor"], m["fid"]["weights"], device=opts.device)
+    fkw = {"feature": str(m["fid"]["feature"])} if m["fid"].get("feature") else {}
+    extractor = opts.extractor or get_extractor(m["fid"]["extractor"], m["fid"]["weights"], device=opts.device, **fkw)
     cache = work / "reference_stats"
     held_ref = reference_stats(held_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)
     train_ref = reference_stats(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)

@@ -278,6 +278,7 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     g = cfg["gfid"]
     pf = m["pfid"]
     lines_corr, facts = correlation_lines(corr)
+    feat_dim = ext.get("dim") or ext.get("feature") or "?"
     first_gfid = summary["tokenizers"][0]["gfid"] if summary["tokenizers"] else {}
     cmd = (opts.out / "commands.sh").read_text().splitlines()
     run_cmd = next((ln for ln in cmd if ln and not ln.startswith("#") and ln not in ("set -e",)
@@ -309,10 +310,10 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     L.append(f"- **Generators**: one per tokenizer, same recipe: {summary['generator']}.")
     L.append(f"- **rFID / pFID**: {d['heldout_images']} held-out images against the same {d['heldout_images']} images. "
              f"**gFID**: {first_gfid.get('num', '?')} samples against the {g['reference']} split "
-             f"({first_gfid.get('num', '?')} images). With so few images in a "
-             f"{ext.get('dim', 2048) if isinstance(ext.get('dim'), int) else 2048}-dimensional feature space the "
-             "covariances are rank-deficient and every FID here carries a large small-sample bias: compare values "
-             "only within this folder, never with published FIDs.")
+             f"({first_gfid.get('num', '?')} images), in a {feat_dim}-dimensional feature space. With so few "
+             "images every FID here carries a large small-sample bias (and a covariance estimated from fewer images "
+             "than dimensions is rank-deficient): compare values only within this folder, never with published "
+             "FIDs.")
     L.append(f"- **FID reference distance**: FID(training split, held-out split) = "
              f"{summary['fid_train_vs_heldout']:.2f} — the spread that comes from the data alone.")
     if random_inc:
