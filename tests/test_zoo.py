@@ -80,10 +80,24 @@ def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, mo
     assert "what it can and cannot show" in readme and "Does pFID predict gFID?" in readme
     corr = json.loads((a / "correlation.json").read_text())
     assert corr["sections"][0]["metrics"][0]["n"] == len(names)
-    # a second invocation redoes nothing
+    # a second invocation redoes nothing (figures off from here on: they cost time and are checked above)
+    quick_cfg["correlate"].update(plots=False, html=False)
     stamp = {p: p.stat().st_mtime_ns for p in (a / "state").rglob("*.json")}
     _run(quick_cfg, a)
     assert stamp == {p: p.stat().st_mtime_ns for p in (a / "state").rglob("*.json")}
+
+    # the smallest tokenizers and generators export as loadable files within the size budget
+    from tokbench.gen import load_generator
+    from tokbench.registry import load_tokenizer
+    from tokbench.zoo.export import export
+
+    rows = export(a, tmp_path / "weights", budget_mb=0.5)
+    assert rows and sum(r["bytes"] for r in rows) <= 0.5 * 1024 * 1024
+    tok = load_tokenizer(str(tmp_path / "weights" / rows[0]["tokenizer"]))
+    img = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    assert tok.decode(tok.encode(img)).shape == (1, 3, 32, 32)
+    _, meta = load_generator(tmp_path / "weights" / rows[0]["generator"])
+    assert meta.tokenizer.name == rows[0]["preset"]
 
     # interrupted in the middle of three different stages, then resumed: the same numbers
     b = tmp_path / "b"
@@ -119,3 +133,25 @@ def test_every_shipped_zoo_config_resolves():
         assert len(cfg["tokenizers"]) >= (4 if "quick" in p.name else 8), p
         if raw.get("quick"):
             resolve(raw, quick=True, where=str(p))
+
+
+def test_shipped_zoo_presets_load_and_generate():
+    """The zoo weights committed in tokbench/zoo_weights/ load as presets and their generators sample images."""
+    from tokbench.gen import SamplingConfig, load_generator, sample_images
+    from tokbench.registry import load_tokenizer
+    from tokbench.zoo import presets
+
+    rows = presets.manifest()
+    if not rows:
+        pytest.skip("no zoo weights shipped in tokbench/zoo_weights/ (run `tokbench zoo --export-weights`)")
+    total = sum((presets.WEIGHTS_DIR / r[k]).stat().st_size for r in rows for k in ("tokenizer", "generator"))
+    assert total <= 4 * 1024 * 1024, "the shipped zoo weights must stay a few MB"
+    assert set(presets.register_all()) == {r["preset"] for r in rows}
+    r = rows[0]
+    tok = load_tokenizer(r["preset"])
+    assert tok.info.resolution == 32 and tok.info.preset == r["preset"]
+    gen, meta = load_generator(presets.generator_path(r["preset"]))
+    assert meta.tokenizer.name == r["preset"]
+    (idx, _, images), = list(sample_images(gen, meta.tokenizer.load(), num=2, settings=SamplingConfig(), seed=0,
+                                           progress=False))
+    assert images.shape == (2, 3, 32, 32) and images.dtype == torch.uint8

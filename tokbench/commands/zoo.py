@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when available)")
     p.add_argument("--fid-weights", default=None, help="Inception weights file (pt_inception-2015-12-05 format)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--export-weights", default=None, metavar="DIR",
+                   help="do not run: copy the smallest trained tokenizers + generators of the finished zoo in --out "
+                        "into DIR (e.g. tokbench/zoo_weights), registered as presets by tokbench.zoo.presets")
+    p.add_argument("--export-budget-mb", type=float, default=3.0, help="size budget of --export-weights (default 3)")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -60,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..zoo import ZooOptions, resolve, run_zoo
 
+    if args.export_weights:
+        from ..zoo.export import export
+
+        rows = export(args.out, args.export_weights, budget_mb=args.export_budget_mb)
+        for r in rows:
+            print(f"{r['preset']}: {r['tokenizer']} + {r['generator']} ({r['bytes'] / 1e6:.2f} MB)")
+        print(f"{len(rows)} zoo tokenizers with their generators in {args.export_weights}")
+        return 0
     if args.config:
         path, quick = Path(args.config), args.quick
     elif args.quick:

@@ -269,6 +269,31 @@ def verdict(facts: dict) -> list[str]:
     return out
 
 
+def perturbation_lines(rows: list[dict]) -> list[str]:
+    """Tokenizers that differ from another only by latent perturbation, side by side (one run each: no interval)."""
+    key = ("arch", "codebook", "lookup_dim", "regvq")
+    base = {tuple(r.get(k) for k in key): r for r in rows if r.get("latent_perturbation") == "off"}
+    pairs = [(base[tuple(r.get(k) for k in key)], r) for r in rows
+             if r.get("latent_perturbation") != "off" and tuple(r.get(k) for k in key) in base]
+    if not pairs:
+        return []
+    pf = [c for c in rows[0] if c.startswith("pFID")]
+    cols = ["tokenizer", "latent_perturbation", "rFID", *pf, "gFID"]
+    L = ["### Does latent perturbation change gFID here?", "",
+         "Tokenizers that differ only in RobustTok latent perturbation during training. Each was trained once, with "
+         "one seed, so no interval can be given: a difference smaller than the (unmeasured) seed-to-seed spread "
+         "means nothing.", ""]
+    seen, ordered = set(), []
+    for b, r in pairs:
+        for x in (b, r):
+            if x["tokenizer"] not in seen:
+                seen.add(x["tokenizer"])
+                ordered.append(x)
+    L.append(md_table(cols, ordered))
+    L.append("")
+    return L
+
+
 def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], corr: dict | None) -> str:
     d = summary["data"]
     ext = summary["extractor"]
@@ -359,6 +384,7 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
         f"{d['heldout_images']} held-out images, {n_tok} tokenizers trained once each. They neither confirm nor "
         "refute the RobustTok paper's ImageNet-scale claim.")
     L.append("")
+    L += perturbation_lines(rows)
     L.append("Full tables with p-values and leave-one-out details: `correlation.md` / `correlation.json`; figures "
              "(each metric against gFID, pFID versus α): `plots/`; a static page: `index.html`.")
     L.append("")
