@@ -339,6 +339,10 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
              "images every FID here carries a large small-sample bias (and a covariance estimated from fewer images "
              "than dimensions is rank-deficient): compare values only within this folder, never with published "
              "FIDs.")
+    if g["reference"] == "train":
+        L.append("- rFID/pFID (held-out reference) and gFID (training-split reference) use different reference "
+                 "images, so their absolute values are not comparable with each other; only orderings across "
+                 "tokenizers are compared.")
     L.append(f"- **FID reference distance**: FID(training split, held-out split) = "
              f"{summary['fid_train_vs_heldout']:.2f} — the spread that comes from the data alone.")
     if random_inc:
