@@ -86,8 +86,6 @@ def test_random_weights_do_not_collapse(stats):
     """A collapsed random Inception reads ~0 for everything; ours must rank a blur clearly worse than other photos."""
     fid_blur = frechet_distance(stats["a"], stats["blur"])
     fid_noise = frechet_distance(stats["a"], stats["noise"])
-    fid_self = frechet_distance(stats["a"], stats["a"])
-    assert abs(fid_self) < 1e-3  # float64 noise of a rank-deficient (N=10, D=2048) covariance
     assert fid_blur > 1.0
     assert fid_blur > 20 * fid_noise  # ±2 grey levels of noise barely moves it; a 5×5 box blur clearly does
 

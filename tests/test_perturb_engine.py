@@ -210,3 +210,16 @@ def test_replays_upstream_robusttok_case():
     r = Perturber([sp], lay)(Tokens([case["indices"]], lay), PerturbSetting(alpha, delta, mode="feature"),
                              torch.arange(2), features=[z])
     assert bool((case["perturb_candidates"] == r.tokens.ids[0][..., None]).any(-1).all())
+
+
+def test_smaller_alpha_redraws_a_subset():
+    """The selection draws do not depend on α: tokens re-drawn at α=0.3 are also re-drawn (identically) at α=0.6."""
+    sp = _codebook(64, 8, "l2")
+    lay = TokenLayout.grid(8, 8)
+    ids = _ids((16, 8, 8), 64)
+    p = Perturber([sp], lay)
+    lo = p(Tokens([ids], lay), PerturbSetting(0.3, 10), torch.arange(16)).tokens.ids[0]
+    hi = p(Tokens([ids], lay), PerturbSetting(0.6, 10), torch.arange(16)).tokens.ids[0]
+    moved = lo != ids
+    assert bool(moved.any()) and torch.equal(hi[moved], lo[moved])
+    assert int((hi != ids).sum()) > int(moved.sum())

@@ -33,9 +33,9 @@ def _metrics(s: str) -> list[str]:
     from ..runner.suite import KNOWN_METRICS
 
     out = [x.strip() for x in s.split(",") if x.strip()]
-    bad = [m for m in out if m not in KNOWN_METRICS]
+    bad = [m for m in out if m not in KNOWN_METRICS + ("gfid",)]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown metrics {bad}; choose from {','.join(KNOWN_METRICS)}")
+        raise argparse.ArgumentTypeError(f"unknown metrics {bad}; choose from {','.join(KNOWN_METRICS + ('gfid',))}")
     return out
 
 
@@ -63,6 +63,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="reference statistics cache folder")
     p.add_argument("--force", action="store_true", help="recompute even when an up-to-date result exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("gFID (with --metrics …,gfid): sample a generator trained on a tokenizer's tokens")
+    g.add_argument("--generator", action="append", default=None, metavar="CKPT",
+                   help="generator checkpoint from `tokbench train-gen` (repeatable; its tokenizer must be in the run)")
+    g.add_argument("--gfid-num", type=int, default=None,
+                   help="number of samples (default: the reference's size; 50000 = 50 per class for ImageNet)")
+    g.add_argument("--gfid-reference", default=None,
+                   help="reference statistics .npz (e.g. VIRTUAL_imagenet256_labeled.npz); default: the suite's data")
+    g.add_argument("--gfid-seed", type=int, default=0)
+    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: the checkpoint's)")
+    g.add_argument("--cfg-schedule", choices=["constant", "power"], default=None)
+    g.add_argument("--cfg-power", type=float, default=None)
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,9 +84,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runner import RunOptions, apply_overrides, load_suite, run_suite, summary_table
 
+    want_gfid = bool(args.metrics and "gfid" in args.metrics)
+    metrics = [m for m in args.metrics if m != "gfid"] if args.metrics else None
+    if want_gfid and not args.generator:
+        raise ValueError("--metrics gfid needs --generator CKPT (a checkpoint from `tokbench train-gen`)")
+    if args.generator and args.metrics and not want_gfid:
+        raise ValueError("--generator given but gfid is not in --metrics")
     suite = load_suite(args.suite)
     suite = apply_overrides(suite, data=args.data, num_images=args.num_images, batch_size=args.batch_size,
-                            chunk_size=args.chunk_size, metrics=args.metrics, tokenizers=args.tokenizer,
+                            chunk_size=args.chunk_size, metrics=metrics or None, tokenizers=args.tokenizer,
                             pfid_alpha=args.pfid_alpha, pfid_delta=args.pfid_delta, pfid_seeds=args.pfid_seeds,
                             pfid_mode=args.pfid_mode, fid_weights=args.fid_weights)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -82,6 +102,22 @@ def run(args: argparse.Namespace) -> int:
                       leaderboard_dir=Path(args.leaderboard_dir) if args.leaderboard_dir else None)
     results = run_suite(suite, opts)
     import os
+
+    if args.generator and int(os.environ.get("RANK", "0")) == 0:
+        from ..runner.gfid_step import add_gfid
+        from ..runner.leaderboard import write_leaderboard
+        from ..runner.schema import result_path
+
+        sampler = {k: v for k, v in (("cfg", args.cfg), ("cfg_schedule", args.cfg_schedule),
+                                     ("cfg_power", args.cfg_power), ("temperature", args.temperature),
+                                     ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
+        for ckpt in args.generator:
+            res = add_gfid(suite, opts, ckpt, sampler=sampler, num=args.gfid_num, reference=args.gfid_reference,
+                           seed=args.gfid_seed)
+            results = [res if r.get("tokenizer", {}).get("name") == res["tokenizer"]["name"] else r for r in results]
+            print(f"gFID {res['tokenizer']['name']} ← {ckpt}: {res['gfid']['value']:.4f}")
+        if opts.leaderboard_dir is not None:
+            write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
 
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"suite {suite.name}: {len(results)} tokenizer(s), results in {opts.out_dir}")

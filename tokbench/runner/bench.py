@@ -402,6 +402,10 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
     barrier(info)
     if info.main:
         shutil.rmtree(state_dir, ignore_errors=True)
+        try:
+            state_dir.parent.rmdir()  # only when no other run's state is left
+        except OSError:
+            pass
     return result
 
 

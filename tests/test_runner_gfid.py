@@ -1,0 +1,55 @@
+"""`tokbench run --metrics …,gfid --generator CKPT`: gFID lands in the tokenizer's result and the leaderboard."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from tokbench.cli import main
+
+
+class _Moments:
+    """A cheap deterministic stand-in for Inception (12 colour moments)."""
+
+    dim = 12
+    protocol = {"extractor": "runner-gfid-test", "weights_sha256": "none", "random_weights": False}
+
+    def __call__(self, images):
+        x = images.double() / 255.0
+        return torch.cat([x.mean((2, 3)), x.std((2, 3)), x.amax((2, 3)), x.amin((2, 3))], 1)
+
+    def to(self, device):
+        return self
+
+
+def test_run_adds_gfid_to_result_and_leaderboard(tmp_path, monkeypatch):
+    from tokbench.fid import register_extractor
+
+    register_extractor("runner-gfid-test", lambda weights=None, device="cpu", **kw: _Moments())
+    suite = {"name": "gfidtest", "data": "sample", "num_images": 6, "resolution": 64,
+             "tokenizers": ["pixel-vq-p4-k64"], "metrics": ["rfid", "usage"],
+             "fid": {"extractor": "runner-gfid-test", "weights": None}, "batch_size": 6, "chunk_size": 6}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    tokens, gen = tmp_path / "tokens", tmp_path / "gen"
+    assert main(["pretokenize", "--tokenizer", "pixel-vq-p4-k64", "--data", "sample", "--num-images", "9",
+                 "--out", str(tokens), "--no-progress"]) == 0
+    cfg = yaml.safe_load(open("benchmarks/gen/tiny.yaml"))
+    cfg["train"].update(steps=4, batch_size=4, warmup_steps=1, ckpt_every=4, log_every=2)
+    (tmp_path / "gen.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train-gen", "--tokens", str(tokens), "--config", str(tmp_path / "gen.yaml"), "--out", str(gen),
+                 "--no-progress"]) == 0
+    out, board = tmp_path / "runs", tmp_path / "board"
+    base = ["run", "--suite", str(tmp_path / "suite.yaml"), "--out", str(out), "--leaderboard-dir", str(board),
+            "--no-progress", "--device", "cpu"]
+    assert main([*base, "--metrics", "rfid,usage,gfid"]) == 1  # gfid without a generator: a clear error
+    assert main([*base, "--metrics", "rfid,usage,gfid", "--generator", str(gen / "generator.safetensors"),
+                 "--temperature", "0.9"]) == 0
+    res = json.loads((out / "pixel-vq-p4-k64__gfidtest.json").read_text())
+    g = res["gfid"]
+    assert g["value"] > 0 and g["num_samples"] == 6  # same N as the reference
+    assert g["protocol"]["sampling"]["temperature"] == 0.9
+    assert res["metrics"]["rfid"] is not None
+    rows = json.loads((board / "leaderboard.json").read_text())
+    text = json.dumps(rows)
+    assert "gFID" in text and f"{g['value']:.2f}"[:3] in text
