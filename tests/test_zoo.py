@@ -124,6 +124,16 @@ def test_config_errors_are_clear():
         resolve(raw, quick=True)
 
 
+def test_tokenizer_entries_extend_the_defaults():
+    """A partial constructor override keeps the other defaults (same architecture), another family replaces them."""
+    from tokbench.zoo import resolve
+
+    cfg = resolve(yaml.safe_load(QUICK.read_text()))
+    kw = {t["name"]: t["train_config"]["model"]["constructor_kwargs"] for t in cfg["tokenizers"]}
+    assert kw["conv-k256"] == dict(kw["conv-k64"], codebook_size=256)
+    assert "ch" not in kw["vit-k64"] and kw["vit-k64"]["patch_size"] == 8
+
+
 def test_every_shipped_zoo_config_resolves():
     from tokbench.zoo import resolve
 

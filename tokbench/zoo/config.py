@@ -53,7 +53,7 @@ def deep_merge(base: dict, over: dict) -> dict:
     """`over` onto `base`, recursively for mappings; lists and scalars are replaced."""
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "constructor_kwargs":
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
@@ -112,7 +112,13 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
     res = int(cfg["data"]["resolution"])
     out = []
     for t in cfg["tokenizers"]:
-        tc = deep_merge(cfg["tokenizer_defaults"], t.get("config") or {})
+        over = copy.deepcopy(t.get("config") or {})
+        base = copy.deepcopy(cfg["tokenizer_defaults"])
+        fam = (over.get("model") or {}).get("family")
+        if fam and fam != (base.get("model") or {}).get("family"):
+            # another architecture: its constructor arguments replace the defaults' instead of extending them
+            base.setdefault("model", {})["constructor_kwargs"] = {}
+        tc = deep_merge(base, over)
         tc = deep_merge(tc, {"seed": tc.get("seed", cfg["seed"]), "data": {"resolution": res, "holdout": 0},
                              "model": {"name": f"tokbench-zoo-{t['name']}"}})
         tc.setdefault("model", {}).setdefault("constructor_kwargs", {})["image_size"] = res
