@@ -260,6 +260,13 @@ def verdict(facts: dict) -> list[str]:
                 s += (f"; not distinguishable from rFID (Δρ = {d['delta']:+.2f}, CI [{d['ci_low']:+.2f}, "
                       f"{d['ci_high']:+.2f}] includes 0)")
         out.append(s + ".")
+    clear = [k for k, f in facts["metrics"].items()
+             if _ci_excludes_zero(f["spearman"], 1.0) != "undecided"]
+    if clear:
+        out.append("- Metrics whose Spearman interval excludes 0 in this zoo: " + ", ".join(
+            f"{k} (ρ = {facts['metrics'][k]['spearman']['value']:+.2f})" for k in clear) + ".")
+    else:
+        out.append("- No metric's Spearman interval excludes 0 in this zoo.")
     if rf:
         sp = rf["spearman"]
         out.append(f"- **rfid**: {'ρ = %+.2f' % sp['value'] if sp else 'no ρ'}; "
@@ -398,7 +405,9 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     L.append(run_cmd)
     L.append("```")
     L.append("")
-    L.append(f"Stages of this invocation took {summary['seconds_this_invocation']:.0f} s in total; per-stage "
-             "times are in `summary.json` (stages finished by an earlier invocation keep their original times).")
+    stage_total = sum(v or 0 for t in summary["stage_seconds"].values() for v in t.values())
+    L.append(f"The stages took {stage_total / 60:.1f} min of wall time in total (sum over every tokenizer's stages, "
+             f"as recorded when each stage ran; per-stage times in `summary.json`); the last invocation, which "
+             f"wrote this file, took {summary['seconds_this_invocation']:.0f} s.")
     L.append("")
     return "\n".join(L)
