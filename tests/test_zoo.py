@@ -137,7 +137,7 @@ def test_tokenizer_entries_extend_the_defaults():
 def test_every_shipped_zoo_config_resolves():
     from tokbench.zoo import resolve
 
-    for p in sorted((ROOT / "benchmarks").glob("zoo*.yaml")):
+    for p in sorted(q for q in (ROOT / "benchmarks").glob("zoo*.yaml") if "suite" not in q.name):
         raw = yaml.safe_load(p.read_text())
         cfg = resolve(raw, where=str(p))
         assert len(cfg["tokenizers"]) >= (4 if "quick" in p.name else 8), p
@@ -165,3 +165,16 @@ def test_shipped_zoo_presets_load_and_generate():
     (idx, _, images), = list(sample_images(gen, meta.tokenizer.load(), num=2, settings=SamplingConfig(), seed=0,
                                            progress=False))
     assert images.shape == (2, 3, 32, 32) and images.dtype == torch.uint8
+
+
+def test_zoo_run_suite_names_the_shipped_weights():
+    """benchmarks/zoo-run-suite.yaml is a valid runner suite whose tokenizers are the shipped files at 32 px."""
+    from tokbench.registry import load_tokenizer
+    from tokbench.runner import load_suite
+
+    suite = load_suite(str(ROOT / "benchmarks" / "zoo-run-suite.yaml"))
+    for t in suite.tokenizers:
+        p = ROOT / t
+        if not p.is_file():
+            pytest.skip(f"{t} not shipped")
+        assert load_tokenizer(str(p)).info.resolution == suite.resolution
