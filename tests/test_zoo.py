@@ -1,0 +1,180 @@
+"""The zoo end to end with --quick-sized models: every artefact written; an interrupted run resumes (tokenizer
+training, generator training and measurement each cut in the middle) and reproduces the uninterrupted numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "benchmarks" / "zoo-quick.yaml"
+
+
+class StandInFeatures:
+    """A cheap deterministic extractor (pooled pixels through a fixed random projection) instead of Inception."""
+
+    dim = 24
+
+    def __init__(self, weights=None, device="cpu"):
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.randn(3 * 16, self.dim, generator=g, dtype=torch.float64)
+        self.protocol = {"extractor": "zoo-test-features", "dim": self.dim, "random_weights": True}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        f = F.adaptive_avg_pool2d(images.double() / 255.0, 4).flatten(1)
+        return torch.tanh(f @ self.w * 3.0)
+
+    def to(self, device):
+        return self
+
+
+@pytest.fixture
+def quick_cfg():
+    from tokbench.fid import register_extractor
+    from tokbench.zoo import resolve
+
+    register_extractor("zoo-test-features", StandInFeatures)
+    raw = yaml.safe_load(QUICK.read_text())
+    raw["measure"]["fid"]["extractor"] = "zoo-test-features"
+    return resolve(raw, where="zoo-quick (test)")
+
+
+def _numbers(out: Path) -> dict:
+    s = json.loads((out / "summary.json").read_text())
+    return {r["tokenizer"]: {k: v for k, v in r.items() if k not in ("params",)} for r in s["table"]}
+
+
+def _run(cfg, out: Path, **kw):
+    from tokbench.zoo import ZooOptions, run_zoo
+
+    return run_zoo(cfg, ZooOptions(out=out, progress=False, log=lambda s: None, **kw))
+
+
+def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, monkeypatch):
+    from tokbench.zoo import ZooInterrupted
+
+    monkeypatch.chdir(tmp_path)
+    a = tmp_path / "a"
+    summary = _run(quick_cfg, a)
+    names = [t["name"] for t in quick_cfg["tokenizers"]]
+    for f in ("README.md", "summary.json", "config.resolved.yaml", "commands.sh", "zoo.md", "zoo.csv",
+              "leaderboard.md", "leaderboard.csv", "leaderboard.json", "correlation.md", "correlation.json",
+              "index.html", "configs/generator.yaml"):
+        assert (a / f).is_file(), f
+    assert list((a / "plots").glob("*.png")), "no figures"
+    for n in names:
+        assert (a / "configs" / f"{n}.train-robust.yaml").is_file()
+        r = json.loads(next((a / "runs").glob(f"{n}__*.json")).read_text())
+        assert r["status"] == "ok" and r["metrics"]["rfid"] is not None and len(r["metrics"]["pfid"]) == 3
+        assert r["gfid"]["value"] > 0 and r["gfid"]["num_samples"] == summary["data"]["train_images"]
+        assert r["protocol"]["num_images"] == summary["data"]["heldout_images"]
+    # no held-out source is trained on, and the README says how small this is
+    d = summary["data"]
+    assert not set(d["train_sources"]) & set(d["heldout_sources"])
+    readme = (a / "README.md").read_text()
+    assert "what it can and cannot show" in readme and "Does pFID predict gFID?" in readme
+    corr = json.loads((a / "correlation.json").read_text())
+    assert corr["sections"][0]["metrics"][0]["n"] == len(names)
+    # a second invocation redoes nothing (figures off from here on: they cost time and are checked above)
+    quick_cfg["correlate"].update(plots=False, html=False)
+    stamp = {p: p.stat().st_mtime_ns for p in (a / "state").rglob("*.json")}
+    _run(quick_cfg, a)
+    assert stamp == {p: p.stat().st_mtime_ns for p in (a / "state").rglob("*.json")}
+
+    # the smallest tokenizers and generators export as loadable files within the size budget
+    from tokbench.gen import load_generator
+    from tokbench.registry import load_tokenizer
+    from tokbench.zoo.export import export
+
+    rows = export(a, tmp_path / "weights", budget_mb=2.0)
+    assert rows and sum(r["bytes"] for r in rows) <= 2.0 * 1024 * 1024
+    tok = load_tokenizer(str(tmp_path / "weights" / rows[0]["tokenizer"]))
+    img = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    assert tok.decode(tok.encode(img)).shape == (1, 3, 32, 32)
+    _, meta = load_generator(tmp_path / "weights" / rows[0]["generator"])
+    assert meta.tokenizer.name == rows[0]["preset"]
+
+    # interrupted in the middle of three different stages, then resumed: the same numbers
+    b = tmp_path / "b"
+    for tok, stage in ((names[1], "train"), (names[2], "generator"), (names[3], "measure")):
+        with pytest.raises(ZooInterrupted):
+            _run(quick_cfg, b, interrupt={"tokenizer": tok, "stage": stage})
+    _run(quick_cfg, b)
+    assert _numbers(b) == _numbers(a)
+
+
+def test_config_errors_are_clear():
+    from tokbench.zoo import resolve
+
+    raw = yaml.safe_load(QUICK.read_text())
+    with pytest.raises(ValueError, match="unknown keys"):
+        resolve(dict(raw, typo=1))
+    bad = dict(raw, tokenizers=[{"name": "x"}, {"name": "x"}])
+    with pytest.raises(ValueError, match="duplicate"):
+        resolve(bad)
+    bad = dict(raw, tokenizers=[{"name": "x", "config": {"train": {"stepz": 3}}}])
+    with pytest.raises(ValueError, match="tokenizer 'x'"):
+        resolve(bad)
+    with pytest.raises(ValueError, match="quick"):
+        resolve(raw, quick=True)
+
+
+def test_tokenizer_entries_extend_the_defaults():
+    """A partial constructor override keeps the other defaults (same architecture), another family replaces them."""
+    from tokbench.zoo import resolve
+
+    cfg = resolve(yaml.safe_load(QUICK.read_text()))
+    kw = {t["name"]: t["train_config"]["model"]["constructor_kwargs"] for t in cfg["tokenizers"]}
+    assert kw["conv-k256"] == dict(kw["conv-k64"], codebook_size=256)
+    assert "ch" not in kw["vit-k64"] and kw["vit-k64"]["patch_size"] == 8
+
+
+def test_every_shipped_zoo_config_resolves():
+    from tokbench.zoo import resolve
+
+    for p in sorted(q for q in (ROOT / "benchmarks").glob("zoo*.yaml") if "suite" not in q.name):
+        raw = yaml.safe_load(p.read_text())
+        cfg = resolve(raw, where=str(p))
+        assert len(cfg["tokenizers"]) >= (4 if "quick" in p.name else 8), p
+        if raw.get("quick"):
+            resolve(raw, quick=True, where=str(p))
+
+
+def test_shipped_zoo_presets_load_and_generate():
+    """The zoo weights committed in tokbench/zoo_weights/ load as presets and their generators sample images."""
+    from tokbench.gen import SamplingConfig, load_generator, sample_images
+    from tokbench.registry import load_tokenizer
+    from tokbench.zoo import presets
+
+    rows = presets.manifest()
+    if not rows:
+        pytest.skip("no zoo weights shipped in tokbench/zoo_weights/ (run `tokbench zoo --export-weights`)")
+    total = sum((presets.WEIGHTS_DIR / r[k]).stat().st_size for r in rows for k in ("tokenizer", "generator"))
+    assert total <= 4 * 1024 * 1024, "the shipped zoo weights must stay a few MB"
+    assert set(presets.register_all()) == {r["preset"] for r in rows}
+    r = rows[0]
+    tok = load_tokenizer(r["preset"])
+    assert tok.info.resolution == 32 and tok.info.preset == r["preset"]
+    gen, meta = load_generator(presets.generator_path(r["preset"]))
+    assert meta.tokenizer.name == r["preset"]
+    (idx, _, images), = list(sample_images(gen, meta.tokenizer.load(), num=2, settings=SamplingConfig(), seed=0,
+                                           progress=False))
+    assert images.shape == (2, 3, 32, 32) and images.dtype == torch.uint8
+
+
+def test_zoo_run_suite_names_the_shipped_weights():
+    """benchmarks/zoo-run-suite.yaml is a valid runner suite whose tokenizers are the shipped files at 32 px."""
+    from tokbench.registry import load_tokenizer
+    from tokbench.runner import load_suite
+
+    suite = load_suite(str(ROOT / "benchmarks" / "zoo-run-suite.yaml"))
+    for t in suite.tokenizers:
+        p = ROOT / t
+        if not p.is_file():
+            pytest.skip(f"{t} not shipped")
+        assert load_tokenizer(str(p)).info.resolution == suite.resolution

@@ -1,0 +1,95 @@
+"""`tokbench zoo`: train the in-house tokenizer zoo and one generator per tokenizer, measure rFID/pFID/gFID on one
+protocol, correlate, and write `results/zoo/`; resumable."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+NAME = "zoo"
+HELP = "the in-house zoo: train tokenizers + generators, measure rFID/pFID/gFID, correlate (resumable)"
+ORDER = 70
+DESCRIPTION = HELP + """
+
+Stages per tokenizer: train (train-robust) → pretokenize the training split → train-gen → measure on the held-out
+split (the runner: rFID, pFID over α, codebook statistics, PSNR/SSIM) → gFID; then the leaderboard, `tokbench
+correlate` and README.md. Re-running the same command skips finished stages and resumes unfinished ones from their
+checkpoints. Checkpoints and token shards go to OUT/work/ (not results; ignored by git).
+
+examples:
+  tokbench zoo                                   # benchmarks/zoo.yaml, the embedded sample set, results/zoo
+  tokbench zoo --quick --out /tmp/zoo-quick      # tiny models, few steps: minutes
+  tokbench zoo --config benchmarks/zoo.yaml --data /data/images --out results/zoo-mydata
+"""
+
+
+def default_config() -> Path:
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "zoo.yaml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None,
+                   help="zoo YAML (default benchmarks/zoo.yaml; with --quick and no --config: benchmarks/zoo-quick.yaml)")
+    p.add_argument("--data", default=None, help="image folder or 'sample' (default: the config's, i.e. sample)")
+    p.add_argument("--out", default="results/zoo", help="output folder (default results/zoo)")
+    p.add_argument("--work", default=None, help="checkpoints and token shards (default OUT/work)")
+    p.add_argument("--quick", action="store_true", help="tiny models and few steps (the config's `quick` section)")
+    p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when available)")
+    p.add_argument("--fid-weights", default=None, help="Inception weights file (pt_inception-2015-12-05 format)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--export-weights", default=None, metavar="DIR",
+                   help="do not run: copy the smallest trained tokenizers + generators of the finished zoo in --out "
+                        "into DIR (e.g. tokbench/zoo_weights), registered as presets by tokbench.zoo.presets")
+    p.add_argument("--export-budget-mb", type=float, default=3.0, help="size budget of --export-weights (default 3)")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as given (recorded in OUT/commands.sh), rebuilt from the parsed arguments."""
+    parts = ["tokbench", "zoo"]
+    for flag, val in (("--config", args.config), ("--data", args.data), ("--out", args.out), ("--work", args.work),
+                      ("--device", args.device), ("--fid-weights", args.fid_weights)):
+        if val is not None:
+            parts += [flag, str(val)]
+    if args.quick:
+        parts.append("--quick")
+    if args.no_progress:
+        parts.append("--no-progress")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import yaml
+
+    from ..zoo import ZooOptions, resolve, run_zoo
+
+    if args.export_weights:
+        from ..zoo.export import export
+
+        rows = export(args.out, args.export_weights, budget_mb=args.export_budget_mb)
+        for r in rows:
+            print(f"{r['preset']}: {r['tokenizer']} + {r['generator']} ({r['bytes'] / 1e6:.2f} MB)")
+        print(f"{len(rows)} zoo tokenizers with their generators in {args.export_weights}")
+        return 0
+    if args.config:
+        path, quick = Path(args.config), args.quick
+    elif args.quick:
+        path, quick = default_config().with_name("zoo-quick.yaml"), False
+    else:
+        path, quick = default_config(), False
+    if not path.is_file():
+        raise FileNotFoundError(f"zoo config {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if args.data:
+        raw.setdefault("data", {})["spec"] = args.data
+    if args.fid_weights:
+        raw.setdefault("measure", {}).setdefault("fid", {})["weights"] = str(args.fid_weights)
+    cfg = resolve(raw, quick=quick, where=str(path))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cmd = command_line(args)
+    opts = ZooOptions(out=Path(args.out), work=Path(args.work) if args.work else None, device=device,
+                      progress=not args.no_progress, command=cmd, config_file=str(path), quick=args.quick)
+    summary = run_zoo(cfg, opts)
+    print(f"zoo {summary['name']}: {len(summary['tokenizers'])} tokenizers -> {opts.out}/README.md")
+    return 0 if summary.get("correlate", {}).get("exit_code", 0) == 0 else 3

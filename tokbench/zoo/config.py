@@ -1,0 +1,160 @@
+"""The zoo configuration: one YAML (`benchmarks/zoo.yaml`) that fixes the data, the split, every tokenizer's
+training config, the one generator recipe shared by all tokenizers, and the measurement protocol.
+
+Every tokenizer entry is a `tokbench train-robust` config written as overrides on `tokenizer_defaults`, so that
+"same budget" is a property of the file: a tokenizer differs from its neighbours only by what its entry says.
+Unknown keys are an error (a typo must not silently train the wrong zoo). `--quick` deep-merges the file's `quick`
+section (tiny models, few steps) on top.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOP_KEYS = {"name", "description", "seed", "data", "tokenizer_defaults", "tokenizers", "generator", "pretokenize",
+            "measure", "gfid", "correlate", "quick", "notes"}
+DEFAULTS: dict[str, Any] = {
+    "name": "zoo",
+    "description": "",
+    "notes": [],
+    "seed": 0,
+    "data": {"spec": "sample", "resolution": 32, "num_images": None, "crop": "adm", "held_out_fraction": 0.25,
+             "split_seed": 0},
+    "tokenizer_defaults": {},
+    "tokenizers": [],
+    "generator": {"model": {"size": "tiny"}, "train": {"steps": 200, "batch_size": 32}, "sampling": {}},
+    "pretokenize": {"aug": "flip", "batch_size": 64},
+    "measure": {"metrics": ["rfid", "pfid", "usage", "psnr", "ssim"],
+                "pfid": {"alpha": [0.25, 0.5, 1.0], "delta": [0.1], "seeds": [0], "mode": "code", "beta": 1.0,
+                         "scales": None},
+                "fid": {"extractor": "inception-v3-compat", "weights": None, "feature": None},
+                "batch_size": 32, "chunk_size": 64, "usage_window": 256},
+    "gfid": {"reference": "train", "num": None, "seed": 0, "batch_size": 64, "sampling": None},
+    "correlate": {"target": "gfid", "metrics": ["rfid", "pfid", "usage", "perplexity", "psnr", "ssim"],
+                  "compare": None, "resamples": 10000, "seed": 0, "plots": True, "html": True},
+    "quick": None,
+}
+SECTION_KEYS = {
+    "data": set(DEFAULTS["data"]),
+    "pretokenize": set(DEFAULTS["pretokenize"]),
+    "measure": set(DEFAULTS["measure"]),
+    "gfid": set(DEFAULTS["gfid"]),
+    "correlate": set(DEFAULTS["correlate"]),
+}
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """`over` onto `base`, recursively for mappings; lists and scalars are replaced."""
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def _check(cfg: dict, where: str) -> None:
+    unknown = set(cfg) - TOP_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(TOP_KEYS))}")
+    for sec, keys in SECTION_KEYS.items():
+        bad = set(cfg.get(sec) or {}) - keys
+        if bad:
+            raise ValueError(f"{where}: unknown keys in {sec!r}: {sorted(bad)}; known: {', '.join(sorted(keys))}")
+    if cfg["gfid"]["reference"] not in ("train", "heldout"):
+        raise ValueError(f"{where}: gfid.reference must be 'train' or 'heldout'")
+    toks = cfg["tokenizers"]
+    if not toks:
+        raise ValueError(f"{where}: the zoo has no tokenizers")
+    names = [t.get("name") for t in toks]
+    if any(not isinstance(n, str) or not n or "/" in n for n in names):
+        raise ValueError(f"{where}: every tokenizer needs a plain `name` (no '/')")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{where}: duplicate tokenizer names {dup}")
+    for t in toks:
+        bad = set(t) - {"name", "config", "note"}
+        if bad:
+            raise ValueError(f"{where}: tokenizer {t['name']!r}: unknown keys {sorted(bad)} (use name, config, note)")
+
+
+def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dict:
+    """Defaults + file (+ its `quick` section): the resolved zoo, with every tokenizer's full train-robust config
+    (validated by `tokbench.train.make_config`) under `tokenizers[i].train_config`."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: a zoo config is a YAML mapping")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(TOP_KEYS))}")
+    cfg = deep_merge(DEFAULTS, raw)
+    if quick:
+        q = raw.get("quick")
+        if not q:
+            raise ValueError(f"{where}: --quick needs a `quick:` section in the config (or use "
+                             "benchmarks/zoo-quick.yaml)")
+        cfg = deep_merge(cfg, q)
+        cfg["name"] = q.get("name", f"{cfg['name']}-quick")
+    cfg["quick"] = None
+    _check(cfg, where)
+    from ..train import make_config
+
+    res = int(cfg["data"]["resolution"])
+    out = []
+    for t in cfg["tokenizers"]:
+        over = copy.deepcopy(t.get("config") or {})
+        base = copy.deepcopy(cfg["tokenizer_defaults"])
+        fam = (over.get("model") or {}).get("family")
+        if fam and fam != (base.get("model") or {}).get("family"):
+            # another architecture: its constructor arguments replace the defaults' instead of extending them
+            base.setdefault("model", {})["constructor_kwargs"] = {}
+        tc = deep_merge(base, over)
+        tc = deep_merge(tc, {"seed": tc.get("seed", cfg["seed"]), "data": {"resolution": res, "holdout": 0},
+                             "model": {"name": f"tokbench-zoo-{t['name']}"}})
+        tc.setdefault("model", {}).setdefault("constructor_kwargs", {})["image_size"] = res
+        tc["eval"] = deep_merge(tc.get("eval") or {}, {"runner": False})
+        try:
+            full = make_config(tc)
+        except ValueError as e:
+            raise ValueError(f"{where}: tokenizer {t['name']!r}: {e}") from None
+        out.append({"name": t["name"], "note": t.get("note", ""), "train_config": full})
+    cfg["tokenizers"] = out
+    from ..gen.train import RunConfig
+
+    try:
+        RunConfig.from_dict(cfg["generator"], name="zoo-generator")
+    except ValueError as e:
+        raise ValueError(f"{where}: generator: {e}") from None
+    return cfg
+
+
+def load(path: str | Path, *, quick: bool = False) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"zoo config {path} does not exist (see benchmarks/zoo.yaml)")
+    return resolve(yaml.safe_load(path.read_text()) or {}, quick=quick, where=str(path))
+
+
+def axes(train_config: dict) -> dict:
+    """What varies across the zoo, read from a tokenizer's resolved train config (for tables and plots)."""
+    m = train_config["model"]
+    kw = m["constructor_kwargs"]
+    p, r = train_config["perturb"], train_config["regvq"]
+    lp = f"α={p['alpha']:g} β={p['beta']:g} δ={p['delta']}" if p["enabled"] else "off"
+    reg = [f"prior {r['prior_weight']:g}" if r["prior_weight"] > 0 else "",
+           f"mask {r['mask_ratio']:g}" if r["mask_ratio"] > 0 else "",
+           f"PCL {r['pcl_weight']:g}" if r["pcl_weight"] > 0 else ""]
+    reg = [x for x in reg if x]
+    return {"arch": {"tokbench_convvq": "conv", "tokbench_vitvq": "vit"}.get(m["family"], m["family"]),
+            "codebook": kw.get("codebook_size"), "lookup_dim": kw.get("lookup_dim"),
+            "latent_perturbation": lp, "regvq": ", ".join(reg) if reg else "off"}

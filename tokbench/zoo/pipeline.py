@@ -1,0 +1,323 @@
+"""The zoo pipeline: for every tokenizer, train it → pre-tokenise the training split → train its generator →
+measure it on the held-out split (rFID, pFID over α, codebook statistics, PSNR/SSIM, through `tokbench.runner`) →
+gFID (through `tokbench.gen.gfid`); then the leaderboard, `tokbench correlate` and the README.
+
+Resumable at two levels. A finished stage leaves a marker `<out>/state/<tokenizer>/<stage>.json` holding the hash of
+everything it depends on (its configuration and the markers of the stages before it); a stage whose marker matches is
+never redone. An interrupted stage resumes from its own checkpoints: tokenizer and generator training from their
+last checkpoint (both bit-exact on CPU), pre-tokenising by shard, the runner by chunk. gFID sampling is short and
+deterministic per sample, so an interrupted gFID stage simply runs again. A stage whose inputs changed starts afresh
+in an emptied folder instead of mixing old and new work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .config import axes, stable_hash
+
+log = logging.getLogger(__name__)
+STAGES = ("train", "pretokenize", "generator", "measure", "gfid")
+
+
+class ZooInterrupted(RuntimeError):
+    """Raised by the test hook `ZooOptions.interrupt` to simulate a kill in the middle of a stage."""
+
+
+@dataclass
+class ZooOptions:
+    out: Path = Path("results/zoo")
+    work: Path | None = None  # checkpoints, token shards, resume state (default: <out>/work, not committed)
+    device: str = "cpu"
+    progress: bool = True
+    extractor: Any = None  # a feature extractor object (tests); default: the config's measure.fid
+    command: str | None = None  # the command line that runs this zoo, recorded in commands.sh
+    config_file: str | None = None
+    quick: bool = False
+    interrupt: dict | None = None  # test hook: {"tokenizer": name, "stage": "train"|"generator"|"measure"}
+    log: Callable[[str], None] = field(default=print)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.work = Path(self.work) if self.work is not None else self.out / "work"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    from ..runner.schema import write_json_atomic
+
+    write_json_atomic(path, obj)
+
+
+class Stages:
+    """Markers of finished stages and the folders of unfinished ones."""
+
+    def __init__(self, state_dir: Path, work: Path) -> None:
+        self.state_dir, self.work = state_dir, work
+
+    def marker(self, tok: str, stage: str) -> Path:
+        return self.state_dir / tok / f"{stage}.json"
+
+    def done(self, tok: str, stage: str, key: str) -> dict | None:
+        p = self.marker(tok, stage)
+        if not p.exists():
+            return None
+        try:
+            m = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return m if m.get("key") == key else None
+
+    def folder(self, tok: str, stage: str, key: str) -> Path:
+        """The stage's work folder; emptied when it holds partial work made for another key."""
+        d = self.work / tok / stage
+        kf = d / "KEY"
+        if d.exists() and (not kf.exists() or kf.read_text().strip() != key):
+            log.warning("%s/%s: inputs changed since the partial work in %s; starting this stage afresh", tok, stage, d)
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+        kf.write_text(key + "\n")
+        return d
+
+    def mark(self, tok: str, stage: str, key: str, record: dict) -> dict:
+        m = {"stage": stage, "tokenizer": tok, "key": key, **record}
+        write_json(self.marker(tok, stage), m)
+        return m
+
+
+def _rel(p: Path) -> str:
+    """Paths inside the project are recorded relative to the working directory (portable result files)."""
+    p = Path(p)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+def open_data(cfg: dict):
+    """(full, train, held_out) data sets: the split is by source photograph / file, so no crop of a held-out
+    photograph is ever trained on."""
+    from ..data import open_dataset, split_by_source
+
+    d = cfg["data"]
+    ds = open_dataset(d["spec"], int(d["resolution"]), num_images=d["num_images"], crop=d["crop"])
+    train, held = split_by_source(ds, float(d["held_out_fraction"]), int(d["split_seed"]))
+    overlap = set(train.sources) & set(held.sources)
+    if overlap:  # pragma: no cover - split_by_source guarantees it; the claim is checked, not assumed
+        raise RuntimeError(f"train/held-out split shares sources {sorted(overlap)[:5]}")
+    if len(train) == 0 or len(held) == 0:
+        raise ValueError(f"data {d['spec']!r}: {len(ds)} images from {len(set(ds.sources))} sources cannot be split "
+                         "into a training and a held-out part")
+    return ds, train, held
+
+
+def data_record(ds, train, held) -> dict:
+    return {"description": ds.describe(), "images": len(ds), "sources": len(set(ds.sources)),
+            "train_images": len(train), "train_sources": sorted(set(train.sources)),
+            "train_hash": train.content_hash, "heldout_images": len(held),
+            "heldout_sources": sorted(set(held.sources)), "heldout_hash": held.content_hash,
+            "split": "by source photograph/file (tokbench.data.split_by_source): no held-out source is trained on"}
+
+
+def make_suite(cfg: dict):
+    from ..runner.suite import Suite
+
+    m, d = cfg["measure"], cfg["data"]
+    return Suite.from_dict({
+        "name": cfg["name"], "description": f"tokbench zoo {cfg['name']}: held-out split of {d['spec']}",
+        "data": str(d["spec"]), "num_images": None, "resolution": int(d["resolution"]), "crop": d["crop"],
+        "tokenizers": [], "metrics": list(m["metrics"]), "pfid": dict(m["pfid"]), "fid": dict(m["fid"]),
+        "batch_size": int(m["batch_size"]), "chunk_size": int(m["chunk_size"]),
+        "usage_window": int(m["usage_window"])}, file=f"zoo:{cfg['name']}")
+
+
+def generator_label(cfg: dict) -> str:
+    g = cfg["generator"]
+    size = (g.get("model") or {}).get("size", "custom")
+    tr = g.get("train") or {}
+    budget = f"{tr['steps']} steps" if tr.get("steps") else f"{tr.get('epochs')} epochs"
+    return f"zoo AR-{size} ({budget}, batch {tr.get('batch_size')}, unconditional)"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
+    """Run (or resume) the whole zoo; returns the summary written to `<out>/summary.json`."""
+    from ..fid import frechet_distance, get_extractor, reference_stats
+
+    t_start = time.time()
+    out, work = opts.out, opts.work
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out / "state", work)
+    ds, train_ds, held_ds = open_data(cfg)
+    data = data_record(ds, train_ds, held_ds)
+    opts.log(f"zoo {cfg['name']}: {len(cfg['tokenizers'])} tokenizers; data {cfg['data']['spec']} at "
+             f"{cfg['data']['resolution']} px: {data['train_images']} training images ({len(data['train_sources'])} "
+             f"sources), {data['heldout_images']} held-out images ({len(data['heldout_sources'])} sources)")
+    from .report import write_config_files
+
+    write_config_files(cfg, opts, data)
+
+    m = cfg["measure"]
+    fkw = {"feature": str(m["fid"]["feature"])} if m["fid"].get("feature") else {}
+    extractor = opts.extractor or get_extractor(m["fid"]["extractor"], m["fid"]["weights"], device=opts.device, **fkw)
+    cache = work / "reference_stats"
+    held_ref = reference_stats(held_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)
+    train_ref = reference_stats(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)
+    floor = float(frechet_distance(train_ref[0], held_ref[0]))
+    suite = make_suite(cfg)
+    ext_proto = dict(getattr(extractor, "protocol", {}) or {})
+
+    records = []
+    for entry in cfg["tokenizers"]:
+        records.append(run_tokenizer(entry, cfg, opts, stages, train_ds, held_ds, suite, extractor, ext_proto,
+                                     held_ref, train_ref))
+
+    from .report import finish
+
+    summary = {"name": cfg["name"], "quick": opts.quick, "data": data, "extractor": ext_proto,
+               "fid_train_vs_heldout": floor, "generator": generator_label(cfg),
+               "tokenizers": records, "suite": suite.name}
+    summary = finish(cfg, opts, summary, time.time() - t_start)
+    return summary
+
+
+def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, train_ds, held_ds, suite, extractor,
+                  ext_proto: dict, held_ref, train_ref) -> dict:
+    name, tc = entry["name"], entry["train_config"]
+    hit = opts.interrupt if (opts.interrupt or {}).get("tokenizer") == name else None
+    dev = opts.device
+
+    # 1. tokenizer --------------------------------------------------------------------------------------------------
+    k_train = stable_hash({"train_config": tc, "data": train_ds.content_hash})
+    m_train = stages.done(name, "train", k_train)
+    if m_train is None:
+        from ..train import Trainer
+
+        opts.log(f"[{name}] train tokenizer ({tc['train']['steps']} steps)")
+        d = stages.folder(name, "train", k_train)
+        t0 = time.time()
+        trainer = Trainer(tc, train_ds, out_dir=d, device=dev, progress=opts.progress)
+        resumed = trainer.resume()
+        if hit and hit.get("stage") == "train":
+            trainer.fit(until=max(1, tc["train"]["steps"] // 2), final=False)
+            trainer.save_checkpoint()
+            raise ZooInterrupted(f"{name}: interrupted during tokenizer training at step {trainer.step}")
+        res = trainer.fit()
+        path = Path(res["tokenizer"])
+        from ..weights import sha256_file
+
+        m_train = stages.mark(name, "train", k_train, {
+            "tokenizer": _rel(path), "sha256": sha256_file(path), "steps": res["step"], "resumed": resumed,
+            "last_log": res.get("last"), "choices": trainer.choices, "seconds": round(time.time() - t0, 2),
+            "params": sum(p.numel() for p in trainer.model.parameters())})
+        del trainer
+    tok_path = Path(m_train["tokenizer"])
+
+    # 2. pre-tokenise the training split --------------------------------------------------------------------------
+    p_cfg = cfg["pretokenize"]
+    k_pre = stable_hash({"train": k_train, "pretokenize": p_cfg})
+    m_pre = stages.done(name, "pretokenize", k_pre)
+    if m_pre is None:
+        from ..gen.checkpoint import TokenizerRef
+        from ..gen.tokenset import pretokenize
+        from ..registry import load_tokenizer
+
+        opts.log(f"[{name}] pre-tokenise {len(train_ds)} training images (aug {p_cfg['aug']})")
+        d = stages.folder(name, "pretokenize", k_pre)
+        t0 = time.time()
+        tok = load_tokenizer(str(tok_path), device=dev).eval()
+        meta = {"tokenizer": TokenizerRef(_rel(tok_path)).to_dict(), "tokenizer_info": tok.info.to_dict(),
+                "data": train_ds.describe()}
+        with torch.no_grad():
+            pretokenize(tok, train_ds, d, meta=meta, labels=[-1] * len(train_ds), classes=[], aug=p_cfg["aug"],
+                        batch_size=int(p_cfg["batch_size"]), progress=opts.progress)
+        m_pre = stages.mark(name, "pretokenize", k_pre, {"tokens": _rel(d), "images": len(train_ds),
+                                                          "seconds": round(time.time() - t0, 2)})
+    tokens_dir = Path(m_pre["tokens"])
+
+    # 3. generator -------------------------------------------------------------------------------------------------
+    k_gen = stable_hash({"pretokenize": k_pre, "generator": cfg["generator"]})
+    m_gen = stages.done(name, "generator", k_gen)
+    if m_gen is None:
+        from ..gen.train import RunConfig
+        from ..gen.train import train as train_generator
+
+        rc = RunConfig.from_dict(cfg["generator"], name="zoo-generator")
+        opts.log(f"[{name}] train generator ({generator_label(cfg)})")
+        d = stages.folder(name, "generator", k_gen)
+        t0 = time.time()
+        if hit and hit.get("stage") == "generator":
+            from ..gen.tokenset import TokenSet
+
+            total = rc.train.total_steps(len(TokenSet(tokens_dir)))
+            train_generator(tokens_dir, rc, d, device=dev, stop_at=max(1, total // 2), progress=opts.progress)
+            raise ZooInterrupted(f"{name}: interrupted during generator training at step {max(1, total // 2)}")
+        gpath = train_generator(tokens_dir, rc, d, device=dev, resume=True, progress=opts.progress)
+        from ..weights import sha256_file
+
+        m_gen = stages.mark(name, "generator", k_gen, {"generator": _rel(gpath), "sha256": sha256_file(gpath),
+                                                        "seconds": round(time.time() - t0, 2)})
+    gen_path = Path(m_gen["generator"])
+
+    # 4. rFID, pFID, codebook statistics, PSNR/SSIM on the held-out split (the runner) -------------------------------
+    k_meas = stable_hash({"train": k_train, "suite": suite.to_dict(), "heldout": held_ds.content_hash,
+                          "extractor": ext_proto})
+    m_meas = stages.done(name, "measure", k_meas)
+    if m_meas is None:
+        from ..registry import load_tokenizer
+        from ..runner import Interrupted, RunOptions, evaluate
+
+        opts.log(f"[{name}] measure on {len(held_ds)} held-out images")
+        t0 = time.time()
+        tok = load_tokenizer(str(tok_path), device=dev).eval()
+        ro = RunOptions(out_dir=opts.out / "runs", device=dev, progress=opts.progress,
+                        stop_after_chunks=1 if (hit and hit.get("stage") == "measure") else None)
+        try:
+            res = evaluate(tok, name, suite, held_ds, extractor, held_ref[0], held_ref[1], ro)
+        except Interrupted as e:
+            raise ZooInterrupted(f"{name}: interrupted during measurement ({e})") from e
+        if res.get("status") != "ok":  # pragma: no cover - evaluate raises instead
+            raise RuntimeError(f"{name}: measurement failed: {res.get('reason')}")
+        from ..runner.schema import result_path
+
+        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_path(opts.out / "runs", name, suite.name)),
+                                                        "seconds": round(time.time() - t0, 2)})
+
+    # 5. gFID --------------------------------------------------------------------------------------------------------
+    g = cfg["gfid"]
+    ref = train_ref if g["reference"] == "train" else held_ref
+    num = int(g["num"] or ref[0].n)
+    k_gfid = stable_hash({"generator": k_gen, "gfid": g, "num": num, "reference": ref[1].get("cache_key"),
+                          "extractor": ext_proto})
+    m_gfid = stages.done(name, "gfid", k_gfid)
+    if m_gfid is None:
+        from ..gen import gfid, load_generator
+        from ..registry import load_tokenizer
+
+        opts.log(f"[{name}] gFID: {num} samples against the {g['reference']} split ({ref[0].n} images)")
+        t0 = time.time()
+        tok = load_tokenizer(str(tok_path), device=dev).eval()
+        model, _ = load_generator(gen_path, dev)
+        value, proto = gfid(model, tok, ref, extractor, settings=g["sampling"], num=num, seed=int(g["seed"]),
+                            batch_size=int(g["batch_size"]), device=dev, progress=opts.progress)
+        m_gfid = stages.mark(name, "gfid", k_gfid, {"value": value, "num": num, "reference": g["reference"],
+                                                     "protocol": proto, "seconds": round(time.time() - t0, 2)})
+
+    # the gFID goes into the runner's result file (correlate and the leaderboard read it there) -----------------------
+    rpath = Path(m_meas["result"])
+    result = json.loads(rpath.read_text())
+    result["gfid"] = {"value": m_gfid["value"], "generator": generator_label(cfg), "num_samples": m_gfid["num"],
+                      "reference": f"{g['reference']} split ({ref[0].n} images)", "protocol": m_gfid["protocol"]}
+    write_json(rpath, result)
+    return {"name": name, "note": entry.get("note", ""), "axes": axes(tc), "train": m_train, "pretokenize": m_pre,
+            "generator": m_gen, "measure": m_meas, "gfid": m_gfid, "result": result}
