@@ -168,13 +168,20 @@ def test_shipped_zoo_presets_load_and_generate():
 
 
 def test_zoo_run_suite_names_the_shipped_weights():
-    """benchmarks/zoo-run-suite.yaml is a valid runner suite whose tokenizers are the shipped files at 32 px."""
+    """benchmarks/zoo-run-suite.yaml is a valid runner suite whose `available` tokenizers at 32 px are exactly the
+    shipped zoo presets, and the default 64-px suite does not pick them up."""
     from tokbench.registry import load_tokenizer
     from tokbench.runner import load_suite
+    from tokbench.runner.bench import resolve_tokenizer_names
+    from tokbench.zoo.presets import manifest
 
+    shipped = sorted(r["preset"] for r in manifest())
+    if not shipped:
+        pytest.skip("no zoo weights shipped")
     suite = load_suite(str(ROOT / "benchmarks" / "zoo-run-suite.yaml"))
-    for t in suite.tokenizers:
-        p = ROOT / t
-        if not p.is_file():
-            pytest.skip(f"{t} not shipped")
-        assert load_tokenizer(str(p)).info.resolution == suite.resolution
+    names = resolve_tokenizer_names(suite.tokenizers, suite.resolution)
+    assert sorted(names) == shipped
+    for n in names:
+        assert load_tokenizer(n).info.resolution == suite.resolution
+    default = load_suite(None)
+    assert not set(shipped) & set(resolve_tokenizer_names(default.tokenizers, default.resolution))

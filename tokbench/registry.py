@@ -79,6 +79,7 @@ _FAMILIES: dict[str, Family] = {}
 _PRESETS: dict[str, Preset] = {}
 _PLUGINS_LOADED = False
 _PLUGIN_PACKAGES = ("tokbench.baselines", "tokbench.models", "tokbench_adapters")
+_PLUGIN_MODULES = ("tokbench.zoo.presets",)  # single modules that register presets (the shipped zoo weights)
 PLUGIN_ERRORS: dict[str, str] = {}
 
 
@@ -103,6 +104,12 @@ def _load_plugins() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
+    for mod_name in _PLUGIN_MODULES:
+        try:
+            importlib.import_module(mod_name)
+        except Exception as e:  # noqa: BLE001 - reported, not hidden
+            PLUGIN_ERRORS[mod_name] = f"{type(e).__name__}: {e}"
+            log.warning("could not import %s: %s", mod_name, e)
     for pkg_name in _PLUGIN_PACKAGES:
         try:
             pkg = importlib.import_module(pkg_name)

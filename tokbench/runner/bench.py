@@ -82,8 +82,21 @@ class _Timer:
 # ----------------------------------------------------------------------------------------------------------------------
 # Tokenizers and data
 # ----------------------------------------------------------------------------------------------------------------------
-def resolve_tokenizer_names(entries: Sequence[str | Tokenizer]) -> list[str | Tokenizer]:
-    """Expand `all` (every preset) and `available` (presets whose weights are on this machine)."""
+def native_resolution(name: str) -> int | None:
+    """A preset's native resolution, from a meta-device build (no memory, no weights); None if it cannot be built."""
+    from ..registry import get_family, get_preset
+
+    try:
+        preset = get_preset(name)
+        with torch.device("meta"):
+            return int(get_family(preset.family).build(preset.get_config()).info.resolution)
+    except Exception:  # noqa: BLE001 - unknown: let the run itself report the problem
+        return None
+
+
+def resolve_tokenizer_names(entries: Sequence[str | Tokenizer], resolution: int | None = None) -> list[str | Tokenizer]:
+    """Expand `all` (every preset) and `available` (presets whose weights are on this machine and, when the suite fixes
+    a resolution, whose native resolution is that one: a 32-px tokenizer is not run on 64-px images)."""
     from ..registry import get_preset, list_tokenizers, weights_available_locally
 
     out: list = []
@@ -93,7 +106,8 @@ def resolve_tokenizer_names(entries: Sequence[str | Tokenizer]) -> list[str | To
         elif e == "all":
             out.extend(list_tokenizers())
         elif e == "available":
-            out.extend(n for n in list_tokenizers() if weights_available_locally(get_preset(n)))
+            out.extend(n for n in list_tokenizers() if weights_available_locally(get_preset(n))
+                       and (resolution is None or native_resolution(n) in (resolution, None)))
         else:
             out.append(e)
     seen, uniq = set(), []
@@ -462,7 +476,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
     if info.active and torch.device(opts.device).type == "cuda":
         opts.device = f"cuda:{info.local_rank}"
     opts.out_dir = Path(opts.out_dir)
-    entries = resolve_tokenizer_names(tokenizers if tokenizers is not None else suite.tokenizers)
+    entries = resolve_tokenizer_names(tokenizers if tokenizers is not None else suite.tokenizers, suite.resolution)
     if not entries:
         raise ValueError(f"suite {suite.name}: no tokenizers to run (see `tokbench list`)")
     if extractor is None:
