@@ -155,10 +155,7 @@ class CosmosDITokenizer(Tokenizer):
 
     def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 → 2·(x/255)−1 in float64 → the compute dtype directly (upstream `numpy2tensor`)."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"encode expects uint8 images, got {images.dtype}")
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"encode expects B x 3 x H x W images, got shape {tuple(images.shape)}")
+        self.check_images(images)
         x = images.to(self.device, torch.float64)
         return (2 * (x / 255.0) - 1).to(self.compute_dtype)
 

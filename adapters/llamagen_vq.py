@@ -63,10 +63,7 @@ class LlamaGenVQTokenizer(TamingVQTokenizer):
 
     def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
         """ToTensor() + Normalize(0.5, 0.5) in float32, as LlamaGen's reconstruction script does."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"encode expects uint8 images, got {images.dtype}")
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"encode expects B x 3 x H x W images, got shape {tuple(images.shape)}")
+        self.check_images(images)
         x = images.to(self.device, torch.float32).div(255.0)
         return (x - 0.5) / 0.5
 

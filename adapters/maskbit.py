@@ -133,10 +133,7 @@ class MaskBitTokenizer(Tokenizer):
 
     def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 → float32 / 255, exactly as torchvision's ToTensor (upstream's data pipeline)."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"encode expects uint8 images, got {images.dtype}")
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"encode expects B x 3 x H x W images, got shape {tuple(images.shape)}")
+        self.check_images(images)
         return images.to(self.device, torch.float32).div(255)
 
     def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:

@@ -167,10 +167,7 @@ class UniTokTokenizer(Tokenizer):
     # --- value range --------------------------------------------------------------------------------------------
     def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 → [-1, 1] exactly as upstream: ToTensor (float32 /255) then x + x - 1."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"encode expects uint8 images, got {images.dtype}")
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"encode expects B x 3 x H x W images, got shape {tuple(images.shape)}")
+        self.check_images(images)
         if tuple(images.shape[-2:]) != (self.info.resolution, self.info.resolution):
             raise ValueError(f"{FAMILY} expects {self.info.resolution}×{self.info.resolution} images, "
                              f"got {tuple(images.shape[-2:])}")

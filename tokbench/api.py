@@ -266,12 +266,17 @@ class Tokenizer(nn.Module):
         self.keep_features: bool = False
 
     # --- value ranges -------------------------------------------------------------------------------------------
-    def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 → the model's native range, computed in float64 then cast (as taming/LlamaGen data pipelines do)."""
+    @staticmethod
+    def check_images(images: torch.Tensor) -> None:
+        """The encode contract: uint8 B × 3 × H × W. Families that convert differently call this first."""
         if images.dtype != torch.uint8:
             raise TypeError(f"encode expects uint8 images, got {images.dtype}")
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"encode expects B x 3 x H x W images, got shape {tuple(images.shape)}")
+
+    def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 → the model's native range, computed in float64 then cast (as taming/LlamaGen data pipelines do)."""
+        self.check_images(images)
         x = images.to(self.device, torch.float64)
         if self.info.value_range == "[-1,1]":
             x = x / 127.5 - 1.0
