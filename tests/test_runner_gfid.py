@@ -53,3 +53,40 @@ def test_run_adds_gfid_to_result_and_leaderboard(tmp_path, monkeypatch):
     rows = json.loads((board / "leaderboard.json").read_text())
     text = json.dumps(rows)
     assert "gFID" in text and f"{g['value']:.2f}"[:3] in text
+
+
+def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch):
+    """The default suite's `gfid` section: each shipped zoo tokenizer's own generator, against `sample:train`; an
+    unchanged gFID is not recomputed; `--metrics` without gfid skips it."""
+    import tokbench.gen
+    from tokbench.fid import register_extractor
+    from tokbench.runner.suite import SAMPLE_SUITE
+    from tokbench.zoo.presets import manifest
+
+    rows = manifest()
+    if not rows:
+        pytest.skip("no zoo weights shipped in tokbench/zoo_weights/")
+    register_extractor("runner-gfid-test", lambda weights=None, device="cpu", **kw: _Moments())
+    preset = rows[0]["preset"]
+    suite = dict(SAMPLE_SUITE, name="defaultgfid", tokenizers=[preset], metrics=["rfid"],
+                 fid={"extractor": "runner-gfid-test", "weights": None})
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    out, board = tmp_path / "runs", tmp_path / "board"
+    base = ["run", "--suite", str(tmp_path / "suite.yaml"), "--out", str(out), "--leaderboard-dir", str(board),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu", "--gfid-num", "6"]
+    assert main(base) == 0
+    res = json.loads((out / f"{preset}__defaultgfid.json").read_text())
+    g = res["gfid"]
+    assert g["num_samples"] == 6 and g["reference"]["data"] == "sample:train" and g["reference"]["n"] == 90
+    assert g["generator"] == f"tokbench/zoo_weights/{rows[0]['generator']}"
+    assert res["protocol"]["data"]["split"]["part"] == "heldout" and res["protocol"]["num_images"] == 36
+    assert "gFID: 6 samples" in (board / "leaderboard.md").read_text()
+
+    def boom(*a, **k):
+        raise AssertionError("an up-to-date gFID was recomputed")
+
+    monkeypatch.setattr(tokbench.gen, "gfid", boom)
+    assert main(base) == 0  # up to date: nothing sampled
+    assert json.loads((out / f"{preset}__defaultgfid.json").read_text())["gfid"]["value"] == g["value"]
+    assert main([*base, "--metrics", "rfid"]) == 0  # gfid not asked for
+    assert main([*base, "--gfid-seed", "1"]) == 3  # a changed protocol recomputes (here: the patched sampler fails)

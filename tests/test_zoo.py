@@ -98,6 +98,15 @@ def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, mo
     assert tok.decode(tok.encode(img)).shape == (1, 3, 32, 32)
     _, meta = load_generator(tmp_path / "weights" / rows[0]["generator"])
     assert meta.tokenizer.name == rows[0]["preset"]
+    # or exactly the named ones, replacing the earlier export; a name not in the zoo or over the budget is refused
+    picked = export(a, tmp_path / "weights", budget_mb=2.0, names=[names[-1]])
+    assert [r["name"] for r in picked] == [names[-1]]
+    assert sorted(p.name for p in (tmp_path / "weights").glob("*.safetensors")) == sorted(
+        [picked[0]["tokenizer"], picked[0]["generator"]])
+    with pytest.raises(ValueError, match="not in this zoo"):
+        export(a, tmp_path / "weights", names=["no-such"])
+    with pytest.raises(ValueError, match="budget"):
+        export(a, tmp_path / "weights", budget_mb=1e-3, names=[names[0]])
 
     # interrupted in the middle of three different stages, then resumed: the same numbers
     b = tmp_path / "b"
@@ -167,21 +176,25 @@ def test_shipped_zoo_presets_load_and_generate():
     assert images.shape == (2, 3, 32, 32) and images.dtype == torch.uint8
 
 
-def test_zoo_run_suite_names_the_shipped_weights():
-    """benchmarks/zoo-run-suite.yaml is a valid runner suite whose `available` tokenizers at 32 px are exactly the
-    shipped zoo presets, and the default 64-px suite does not pick them up."""
+def test_default_suite_runs_the_shipped_zoo_weights():
+    """A plain `tokbench run` benchmarks exactly the shipped zoo presets (their native 32 px), on the held-out part of
+    the sample split they were trained without, with gFID of their shipped generators."""
+    from tokbench.data import open_dataset
     from tokbench.registry import load_tokenizer
     from tokbench.runner import load_suite
     from tokbench.runner.bench import resolve_tokenizer_names
-    from tokbench.zoo.presets import manifest
+    from tokbench.runner.gfid_step import suite_generators
+    from tokbench.zoo.presets import generator_path, manifest
 
     shipped = sorted(r["preset"] for r in manifest())
     if not shipped:
         pytest.skip("no zoo weights shipped")
-    suite = load_suite(str(ROOT / "benchmarks" / "zoo-run-suite.yaml"))
+    suite = load_suite(None)
     names = resolve_tokenizer_names(suite.tokenizers, suite.resolution)
     assert sorted(names) == shipped
     for n in names:
         assert load_tokenizer(n).info.resolution == suite.resolution
-    default = load_suite(None)
-    assert not set(shipped) & set(resolve_tokenizer_names(default.tokenizers, default.resolution))
+    ok = [{"status": "ok", "tokenizer": {"name": n}} for n in names] + [{"status": "failed", "tokenizer": {"name": "x"}}]
+    assert suite_generators(suite, ok) == [str(generator_path(n)) for n in names]
+    held, train = open_dataset(suite.data, 32), open_dataset(suite.gfid["reference"], 32)
+    assert not set(held.sources) & set(train.sources) and len(held) + len(train) == 126

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 NAME = "run"
 HELP = "benchmark tokenizers on a suite (default: the offline sample suite): rFID, pFID, usage, PSNR/SSIM"
@@ -63,14 +66,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="reference statistics cache folder")
     p.add_argument("--force", action="store_true", help="recompute even when an up-to-date result exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g = p.add_argument_group("gFID (with --metrics …,gfid): sample a generator trained on a tokenizer's tokens")
+    g = p.add_argument_group("gFID: sample a generator trained on a tokenizer's tokens (the suite's `gfid` section, e.g. "
+                                 "the default suite's shipped zoo generators, or --generator; --metrics without gfid "
+                                 "skips it)")
     g.add_argument("--generator", action="append", default=None, metavar="CKPT",
                    help="generator checkpoint from `tokbench train-gen` (repeatable; its tokenizer must be in the run)")
     g.add_argument("--gfid-num", type=int, default=None,
                    help="number of samples (default: the reference's size; 50000 = 50 per class for ImageNet)")
     g.add_argument("--gfid-reference", default=None,
-                   help="reference statistics .npz (e.g. VIRTUAL_imagenet256_labeled.npz); default: the suite's data")
-    g.add_argument("--gfid-seed", type=int, default=0)
+                   help="reference: statistics .npz (e.g. VIRTUAL_imagenet256_labeled.npz), an image folder or "
+                        "'sample:train' (default: the suite's gfid.reference, else its data)")
+    g.add_argument("--gfid-seed", type=int, default=None, help="sampling seed (default: the suite's, else 0)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: the checkpoint's)")
     g.add_argument("--cfg-schedule", choices=["constant", "power"], default=None)
     g.add_argument("--cfg-power", type=float, default=None)
@@ -79,18 +85,62 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, default=None)
 
 
+def _generators_wanted(args: argparse.Namespace, suite) -> list[str] | str:
+    """Explicit --generator checkpoints, or 'suite' (the suite's `gfid` section) unless --metrics leaves gfid out."""
+    want = args.metrics is None or "gfid" in args.metrics
+    if args.generator:
+        if not want:
+            raise ValueError("--generator given but gfid is not in --metrics")
+        return list(args.generator)
+    if args.metrics is not None and "gfid" in args.metrics and not suite.gfid:
+        raise ValueError(f"--metrics gfid needs --generator CKPT (a checkpoint from `tokbench train-gen`); suite "
+                         f"{suite.name} names no generators")
+    return "suite" if (want and suite.gfid) else []
+
+
+def _gfid(args: argparse.Namespace, suite, opts, generators: list[str] | str,
+          results: list[dict]) -> tuple[list[dict], int]:
+    from ..runner.gfid_step import add_gfid, suite_generators
+    from ..runner.leaderboard import write_leaderboard
+
+    g = dict(suite.gfid or {})
+    from_suite = generators == "suite"
+    if from_suite:
+        generators = suite_generators(suite, results)
+    sampler = {k: v for k, v in (("cfg", args.cfg), ("cfg_schedule", args.cfg_schedule),
+                                 ("cfg_power", args.cfg_power), ("temperature", args.temperature),
+                                 ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
+    failed = 0
+    extractor = suite.extractor(opts.device) if generators else None
+    for ckpt in generators:
+        try:
+            res = add_gfid(suite, opts, ckpt, sampler=sampler, num=args.gfid_num or g.get("num"),
+                           reference=args.gfid_reference or g.get("reference"),
+                           seed=args.gfid_seed if args.gfid_seed is not None else int(g.get("seed") or 0),
+                           extractor=extractor)
+        except Exception as e:  # noqa: BLE001 - one generator's failure must not lose the others' gFIDs
+            if not from_suite:
+                raise
+            log.error("gFID with %s failed: %s: %s", ckpt, type(e).__name__, e)
+            failed += 1
+            continue
+        results = [res if r.get("tokenizer", {}).get("name") == res["tokenizer"]["name"] else r for r in results]
+        print(f"gFID {res['tokenizer']['name']} ← {ckpt}: {res['gfid']['value']:.4f}")
+    if generators and opts.leaderboard_dir is not None:
+        write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
+    return results, failed
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import torch
 
     from ..runner import RunOptions, apply_overrides, load_suite, run_suite, summary_table
 
-    want_gfid = bool(args.metrics and "gfid" in args.metrics)
     metrics = [m for m in args.metrics if m != "gfid"] if args.metrics else None
-    if want_gfid and not args.generator:
-        raise ValueError("--metrics gfid needs --generator CKPT (a checkpoint from `tokbench train-gen`)")
-    if args.generator and args.metrics and not want_gfid:
-        raise ValueError("--generator given but gfid is not in --metrics")
     suite = load_suite(args.suite)
+    generators = _generators_wanted(args, suite)
     suite = apply_overrides(suite, data=args.data, num_images=args.num_images, batch_size=args.batch_size,
                             chunk_size=args.chunk_size, metrics=metrics or None, tokenizers=args.tokenizer,
                             pfid_alpha=args.pfid_alpha, pfid_delta=args.pfid_delta, pfid_seeds=args.pfid_seeds,
@@ -101,27 +151,13 @@ def run(args: argparse.Namespace) -> int:
                       force=args.force, progress=not args.no_progress,
                       leaderboard_dir=Path(args.leaderboard_dir) if args.leaderboard_dir else None)
     results = run_suite(suite, opts)
-    import os
-
-    if args.generator and int(os.environ.get("RANK", "0")) == 0:
-        from ..runner.gfid_step import add_gfid
-        from ..runner.leaderboard import write_leaderboard
-        from ..runner.schema import result_path
-
-        sampler = {k: v for k, v in (("cfg", args.cfg), ("cfg_schedule", args.cfg_schedule),
-                                     ("cfg_power", args.cfg_power), ("temperature", args.temperature),
-                                     ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
-        for ckpt in args.generator:
-            res = add_gfid(suite, opts, ckpt, sampler=sampler, num=args.gfid_num, reference=args.gfid_reference,
-                           seed=args.gfid_seed)
-            results = [res if r.get("tokenizer", {}).get("name") == res["tokenizer"]["name"] else r for r in results]
-            print(f"gFID {res['tokenizer']['name']} ← {ckpt}: {res['gfid']['value']:.4f}")
-        if opts.leaderboard_dir is not None:
-            write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
+    gfid_failed = 0
+    if int(os.environ.get("RANK", "0")) == 0 and generators:
+        results, gfid_failed = _gfid(args, suite, opts, generators, results)
 
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"suite {suite.name}: {len(results)} tokenizer(s), results in {opts.out_dir}")
         print(summary_table(results))
         if opts.leaderboard_dir is not None:
             print(f"leaderboard: {opts.leaderboard_dir / 'leaderboard.md'}")
-    return 0 if all(r.get("status") == "ok" for r in results) else 3
+    return 0 if all(r.get("status") == "ok" for r in results) and not gfid_failed else 3

@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not run: copy the smallest trained tokenizers + generators of the finished zoo in --out "
                         "into DIR (e.g. tokbench/zoo_weights), registered as presets by tokbench.zoo.presets")
     p.add_argument("--export-budget-mb", type=float, default=3.0, help="size budget of --export-weights (default 3)")
+    p.add_argument("--export-names", default=None, metavar="A,B,…",
+                   help="with --export-weights: exactly these zoo tokenizers (within the budget) instead of the smallest")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.export_weights:
         from ..zoo.export import export
 
-        rows = export(args.out, args.export_weights, budget_mb=args.export_budget_mb)
+        names = [n.strip() for n in args.export_names.split(",") if n.strip()] if args.export_names else None
+        rows = export(args.out, args.export_weights, budget_mb=args.export_budget_mb, names=names)
         for r in rows:
             print(f"{r['preset']}: {r['tokenizer']} + {r['generator']} ({r['bytes'] / 1e6:.2f} MB)")
         print(f"{len(rows)} zoo tokenizers with their generators in {args.export_weights}")

@@ -1,6 +1,8 @@
 """Images for tokbench: folders, the embedded sample set, the ADM centre crop, uint8 rounding."""
 
 from .datasets import (
+    SAMPLE_PARTS,
+    SAMPLE_SPLIT,
     Batch,
     ImageDataset,
     ImageFolderDataset,
@@ -12,6 +14,6 @@ from .datasets import (
 )
 from .images import BadImageError, center_crop_adm, prepare, read_image, to_rgb8, to_uint8
 
-__all__ = ["Batch", "ImageDataset", "ImageFolderDataset", "SampleDataset", "SubsetDataset", "iter_batches",
+__all__ = ["SAMPLE_PARTS", "SAMPLE_SPLIT", "Batch", "ImageDataset", "ImageFolderDataset", "SampleDataset", "SubsetDataset", "iter_batches",
            "open_dataset", "split_by_source", "BadImageError", "center_crop_adm", "prepare", "read_image", "to_rgb8",
            "to_uint8"]

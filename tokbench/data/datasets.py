@@ -185,8 +185,8 @@ class SampleDataset(ImageDataset):
 class SubsetDataset(ImageDataset):
     """A view of another data set (e.g. a held-out split); indices refer to the parent."""
 
-    def __init__(self, parent: ImageDataset, indices: list[int]):
-        self.parent, self.indices = parent, indices
+    def __init__(self, parent: ImageDataset, indices: list[int], split: dict | None = None):
+        self.parent, self.indices, self.split = parent, indices, split
         self.resolution, self.crop = parent.resolution, parent.crop
         self.bad_images = []
         self.classes = parent.classes
@@ -206,6 +206,8 @@ class SubsetDataset(ImageDataset):
     def describe(self) -> dict:
         d = dict(self.parent.describe())
         d.update(num_images=len(self), content_hash=self.content_hash, subset_of=self.parent.content_hash)
+        if self.split is not None:
+            d.update(split=self.split, num_photos=len(set(self.sources)))
         return d
 
 
@@ -218,15 +220,30 @@ def split_by_source(ds: ImageDataset, held_out_fraction: float = 0.25, seed: int
     held = set(order[:n_held])
     train_idx = [i for i, s in enumerate(ds.sources) if s not in held]
     held_idx = [i for i, s in enumerate(ds.sources) if s in held]
-    return ds.subset(train_idx), ds.subset(held_idx)
+    rule = {"by": "source", "held_out_fraction": held_out_fraction, "seed": seed}
+    return (SubsetDataset(ds, train_idx, {"part": "train", **rule}),
+            SubsetDataset(ds, held_idx, {"part": "heldout", **rule}))
+
+
+SAMPLE_SPLIT = {"held_out_fraction": 0.25, "seed": 0}
+"""The split of the embedded sample set that `sample:train` / `sample:heldout` name: the one the shipped zoo
+tokenizers and generators were trained with (`benchmarks/zoo.yaml`), so `sample:heldout` is never trained on."""
+SAMPLE_PARTS = {"sample:train": 0, "sample:heldout": 1}
 
 
 def open_dataset(spec: str | os.PathLike, resolution: int | None, *, num_images: int | None = None,
                  crop: str = "adm", skip_bad_images: bool = False) -> ImageDataset:
-    """`"sample"` → the embedded sample set; anything else → an image folder."""
+    """`"sample"` → the embedded sample set; `"sample:train"` / `"sample:heldout"` → its split by source photograph
+    (`SAMPLE_SPLIT`; `num_images` = the first N of that part); anything else → an image folder."""
     ds: ImageDataset
     if str(spec) == "sample":
         ds = SampleDataset(resolution, num_images=num_images, crop=crop)
+    elif str(spec) in SAMPLE_PARTS:
+        part = split_by_source(SampleDataset(resolution, crop=crop), SAMPLE_SPLIT["held_out_fraction"],
+                               SAMPLE_SPLIT["seed"])[SAMPLE_PARTS[str(spec)]]
+        if num_images is not None and num_images < len(part):
+            part = SubsetDataset(part.parent, part.indices[:num_images], part.split)
+        ds = part
     else:
         ds = ImageFolderDataset(spec, resolution, crop=crop, num_images=num_images)
     ds.skip_bad_images = skip_bad_images  # type: ignore[attr-defined]

@@ -224,4 +224,4 @@ def get_extractor(name: str = "inception-v3-compat", weights: str | os.PathLike 
         return _EXTRA[name](weights=weights, device=device, **kw)
     if name in ("inception", "inception-v3-compat"):
         return InceptionExtractor(weights, device, **kw)
-    return TorchFidelityExtractor(name, weights, device)
+    return TorchFidelityExtractor(name, weights, device, **kw)

@@ -469,7 +469,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
     """Run every tokenizer of the suite (or the given names / Tokenizer objects); a failing tokenizer is recorded as
     failed with its reason and the others still run. Returns the result dicts; prints nothing."""
     from ..data import open_dataset
-    from ..fid import get_extractor, reference_stats
+    from ..fid import reference_stats
     from ..registry import load_tokenizer
 
     info = init_from_env(opts.device)
@@ -480,8 +480,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
     if not entries:
         raise ValueError(f"suite {suite.name}: no tokenizers to run (see `tokbench list`)")
     if extractor is None:
-        extractor = get_extractor(suite.fid.get("extractor", "inception-v3-compat"), suite.fid.get("weights"),
-                                  device=opts.device)
+        extractor = suite.extractor(opts.device)
     datasets: dict = {}
     refs: dict = {}
     results = []

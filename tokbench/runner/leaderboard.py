@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -83,9 +84,16 @@ def build(results: Sequence[dict]) -> dict:
                     "entropy_norm": cb.get("entropy_norm"), "usage/256img": cb.get("usage_per_window"),
                     "PSNR": m.get("psnr"), "SSIM": m.get("ssim"),
                     "gFID": (r.get("gfid") or {}).get("value") if isinstance(r.get("gfid"), dict) else r.get("gfid"),
-                    "weights": (r["tokenizer"].get("weights") or {}).get("source") or info.get("weight_source"),
+                    "weights": _weights_label(r["tokenizer"].get("weights") or {}, info),
                     "weights_sha256": ((r["tokenizer"].get("weights") or {}).get("sha256") or "")[:12]})
         rows.append(row)
+    gfid_protocols: dict[str, dict] = {}
+    for r in ok:
+        g = r.get("gfid")
+        if isinstance(g, dict) and r["protocol"]["hash"] == ref_hash:
+            d = _gfid_summary(g)
+            gfid_protocols.setdefault(json.dumps(d, sort_keys=True), dict(d, tokenizers=[]))["tokenizers"].append(
+                r["tokenizer"]["name"])
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
     columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols +
@@ -93,7 +101,44 @@ def build(results: Sequence[dict]) -> dict:
                 "weights_sha256"])
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
+            "gfid_protocols": list(gfid_protocols.values()),
             "failed": failed, "refused": refused, "versions": ref["run"].get("versions")}
+
+
+def _weights_label(w: dict, info: dict) -> str | None:
+    """The weights' source as given; for a local absolute path (machine-specific), the preset's own description."""
+    src = w.get("source")
+    if src and Path(src).is_absolute():
+        return info.get("weight_source") or Path(src).name
+    return src or info.get("weight_source")
+
+
+def _gfid_summary(g: dict) -> dict:
+    """What makes two gFID values comparable: samples, seed, sampler, reference and feature extractor."""
+    proto = g.get("protocol") or {}
+    ref = g.get("reference") or {k: v for k, v in (proto.get("reference") or {}).items() if k != "cache"}
+    ex = proto.get("extractor") or {}
+    return {"num_samples": g.get("num_samples"), "seed": proto.get("seed"), "sampling": proto.get("sampling"),
+            "class_rule": proto.get("class_rule"), "reference": ref,
+            "extractor": {k: ex.get(k) for k in ("extractor", "feature", "weights_sha256")}}
+
+
+def gfid_lines(board: dict) -> list[str]:
+    protos = board.get("gfid_protocols") or []
+    lines = []
+    if len(protos) > 1:
+        lines.append(f"- **gFID: {len(protos)} different gFID protocols in this table** (compare gFIDs only within one):")
+    for p in protos:
+        ref = p["reference"]
+        where = (f"`{ref['data']}` ({ref.get('n')} images)" if "data" in ref else f"`{ref.get('npz')}`"
+                 if "npz" in ref else json.dumps(ref))
+        s = p.get("sampling") or {}
+        samp = ", ".join(f"{k} {s[k]}" for k in ("cfg", "temperature", "top_k", "top_p") if k in s)
+        who = f" [{', '.join(p['tokenizers'])}]" if len(protos) > 1 else ""
+        lines.append(f"- gFID{who}: {p['num_samples']} samples ({p.get('class_rule')}), seed {p['seed']}, sampler "
+                     f"{samp or 'default'}, against {where}; features {p['extractor'].get('extractor')} "
+                     f"{p['extractor'].get('feature') or ''}")
+    return lines
 
 
 def _fmt(v, col: str) -> str:
@@ -110,13 +155,23 @@ def _fmt(v, col: str) -> str:
     return str(v)
 
 
+def _split_text(d: dict) -> str:
+    sp = d.get("split")
+    if not sp:
+        return ""
+    return (f", {sp['part']} part of its split by {sp['by']} (held-out fraction {sp['held_out_fraction']:g}, seed "
+            f"{sp['seed']}; {d.get('num_photos')} photographs)")
+
+
 def protocol_lines(proto: dict) -> list[str]:
     d, fid = proto["data"], proto["fid"]
     ex = fid["extractor"]
     lines = [
-        f"- data: `{d.get('kind', d.get('root', '?'))}` {d.get('root', '')} — N = {proto.get('num_images')} images, "
-        f"{proto['resolution']} px, crop `{proto['crop']}`, content hash `{str(d.get('content_hash', ''))[:16]}`",
-        f"- FID: {ex.get('extractor')} ({ex.get('implementation', '')}), weights `{ex.get('weights')}` "
+        f"- data: `{d.get('kind', d.get('root', '?'))}`{' ' + d['root'] if d.get('root') else ''}{_split_text(d)} — N = "
+        f"{proto.get('num_images')} images, {proto['resolution']} px, crop `{proto['crop']}`, content hash "
+        f"`{str(d.get('content_hash', ''))[:16]}`",
+        f"- FID: {ex.get('extractor')} ({ex.get('implementation', '')}), {ex.get('feature', '2048')}-d features, "
+        f"weights `{ex.get('weights')}` "
         f"sha256 `{str(ex.get('weights_sha256', ''))[:16]}`" + (" — **RANDOM WEIGHTS: not comparable with published "
                                                                 "FIDs**" if ex.get("random_weights") else ""),
         f"- reference: the same {proto.get('num_images')} clean images (cache key `{str(fid['reference'].get('cache_key'))[:16]}`);"
@@ -138,7 +193,7 @@ def to_markdown(board: dict) -> str:
     if board["protocol"] is None:
         out.append("No successful results.")
     else:
-        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + [""]
+        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + gfid_lines(board) + [""]
         cols = board["columns"]
         out.append("| " + " | ".join(cols) + " |")
         out.append("|" + "|".join("---" for _ in cols) + "|")
