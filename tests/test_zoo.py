@@ -198,3 +198,20 @@ def test_default_suite_runs_the_shipped_zoo_weights():
     assert suite_generators(suite, ok) == [str(generator_path(n)) for n in names]
     held, train = open_dataset(suite.data, 32), open_dataset(suite.gfid["reference"], 32)
     assert not set(held.sources) & set(train.sources) and len(held) + len(train) == 126
+
+
+def test_seed_replicate_changes_only_training_seeds():
+    """`tokbench zoo --seed N`: every tokenizer and the generator train with N; split, pFID and gFID seeds stay."""
+    import yaml
+
+    from tokbench.zoo.config import resolve, with_seed
+
+    raw = yaml.safe_load((ROOT / "benchmarks" / "zoo.yaml").read_text())
+    base, rep = resolve(raw), resolve(with_seed(raw, 1))
+    assert rep["name"] == "zoo-seed1" and base["name"] == "zoo"
+    assert {t["train_config"]["seed"] for t in rep["tokenizers"]} == {1}
+    assert {t["train_config"]["seed"] for t in base["tokenizers"]} == {0}
+    assert rep["generator"]["train"]["seed"] == 1
+    for k in ("data", "measure", "gfid"):
+        assert rep[k] == base[k]
+    assert resolve(with_seed(raw, 1), quick=True)["name"] == "zoo-quick-seed1"

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny models and few steps (the config's `quick` section)")
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when available)")
     p.add_argument("--fid-weights", default=None, help="Inception weights file (pt_inception-2015-12-05 format)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed of every tokenizer and generator (default: the config's); another seed is a "
+                        "replicate that measures seed-to-seed spread (data split and measurement stay the same)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--export-weights", default=None, metavar="DIR",
                    help="do not run: copy the smallest trained tokenizers + generators of the finished zoo in --out "
@@ -50,7 +53,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The command as given (recorded in OUT/commands.sh), rebuilt from the parsed arguments."""
     parts = ["tokbench", "zoo"]
     for flag, val in (("--config", args.config), ("--data", args.data), ("--out", args.out), ("--work", args.work),
-                      ("--device", args.device), ("--fid-weights", args.fid_weights)):
+                      ("--device", args.device), ("--fid-weights", args.fid_weights), ("--seed", args.seed)):
         if val is not None:
             parts += [flag, str(val)]
     if args.quick:
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..zoo import ZooOptions, resolve, run_zoo
+    from ..zoo.config import with_seed
 
     if args.export_weights:
         from ..zoo.export import export
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raw.setdefault("data", {})["spec"] = args.data
     if args.fid_weights:
         raw.setdefault("measure", {}).setdefault("fid", {})["weights"] = str(args.fid_weights)
+    if args.seed is not None:
+        raw = with_seed(raw, args.seed)
     cfg = resolve(raw, quick=quick, where=str(path))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cmd = command_line(args)

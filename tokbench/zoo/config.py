@@ -138,6 +138,22 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
     return cfg
 
 
+def with_seed(raw: dict, seed: int) -> dict:
+    """A replicate of a zoo config: every tokenizer and the generator recipe trained with `seed` (the data split, the
+    pFID draws and the gFID sampling seed stay the same, so only training randomness differs), named `<name>-seed<N>`."""
+    raw = copy.deepcopy(raw)
+    raw["seed"] = int(seed)
+    for t in raw.get("tokenizers") or []:
+        (t.get("config") or {}).pop("seed", None)
+    (raw.get("tokenizer_defaults") or {}).pop("seed", None)
+    raw.setdefault("generator", {}).setdefault("train", {})["seed"] = int(seed)
+    raw["name"] = f"{raw.get('name', DEFAULTS['name'])}-seed{seed}"
+    if isinstance(raw.get("quick"), dict):
+        raw["quick"]["name"] = f"{raw['quick'].get('name', raw['name'] + '-quick')}-seed{seed}"
+        (raw["quick"].get("generator") or {}).get("train", {}).pop("seed", None)
+    return raw
+
+
 def load(path: str | Path, *, quick: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
