@@ -116,6 +116,29 @@ def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, mo
     _run(quick_cfg, b)
     assert _numbers(b) == _numbers(a)
 
+    # a training-seed replicate pools with the first zoo; two zoos with the same seed are refused
+    from tokbench.zoo import resolve
+    from tokbench.zoo.config import with_seed
+    from tokbench.zoo.pool import pool
+
+    raw = yaml.safe_load(QUICK.read_text())
+    raw["measure"]["fid"]["extractor"] = "zoo-test-features"
+    raw["correlate"] = dict(raw.get("correlate") or {}, plots=False, html=False)
+    c = tmp_path / "c"
+    _run(resolve(with_seed(raw, 1), where="zoo-quick seed 1 (test)"), c)
+    with pytest.raises(ValueError, match="distinct training seeds"):
+        pool([a, b], tmp_path / "bad")
+    res = pool([a, c], tmp_path / "pooled")
+    for f in ("README.md", "pooled.csv", "replicates.csv", "consistency.md", "consistency.json", "correlation.json",
+              "commands.sh"):
+        assert (tmp_path / "pooled" / f).is_file(), f
+    pooled = {r["tokenizer"]: r for r in __import__("csv").DictReader(open(tmp_path / "pooled" / "pooled.csv"))}
+    s_a, s_c = (json.loads((x / "summary.json").read_text())["table"] for x in (a, c))
+    for ra, rc in zip(s_a, s_c):  # the pooled value is the mean of the replicates' values
+        assert float(pooled[ra["tokenizer"]]["gfid"]) == pytest.approx((ra["gFID"] + rc["gFID"]) / 2, rel=1e-12)
+    assert res["correlate"]["exit_code"] == 0
+    assert "Does a metric's ordering survive retraining?" in (tmp_path / "pooled" / "README.md").read_text()
+
 
 def test_config_errors_are_clear():
     from tokbench.zoo import resolve

@@ -21,6 +21,8 @@ examples:
   tokbench zoo                                   # benchmarks/zoo.yaml, the embedded sample set, results/zoo
   tokbench zoo --quick --out /tmp/zoo-quick      # tiny models, few steps: minutes
   tokbench zoo --config benchmarks/zoo.yaml --data /data/images --out results/zoo-mydata
+  tokbench zoo --seed 1 --out results/zoo-seed1                        # a training-seed replicate
+  tokbench zoo --pool results/zoo --pool results/zoo-seed1 --out results/zoo-pooled
 """
 
 
@@ -41,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training seed of every tokenizer and generator (default: the config's); another seed is a "
                         "replicate that measures seed-to-seed spread (data split and measurement stay the same)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--pool", action="append", default=None, metavar="DIR",
+                   help="do not run: pool finished replicate zoos (repeatable; made with --seed) into --out: means, "
+                        "seed-to-seed consistency of every metric, correlation of the means")
     p.add_argument("--export-weights", default=None, metavar="DIR",
                    help="do not run: copy the smallest trained tokenizers + generators of the finished zoo in --out "
                         "into DIR (e.g. tokbench/zoo_weights), registered as presets by tokbench.zoo.presets")
@@ -70,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from ..zoo import ZooOptions, resolve, run_zoo
     from ..zoo.config import with_seed
 
+    if args.pool:
+        from ..zoo.pool import pool
+
+        cmd = "tokbench zoo " + " ".join(f"--pool {shlex.quote(d)}" for d in args.pool) + f" --out {shlex.quote(args.out)}"
+        res = pool(args.pool, args.out, command=cmd)
+        print(f"pooled {len(res['replicates'])} replicates -> {args.out}/README.md")
+        return 0 if res["correlate"]["exit_code"] == 0 else 3
     if args.export_weights:
         from ..zoo.export import export
 
