@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default=None, help="suite YAML or name in benchmarks/ (default: the embedded 'sample')")
     p.add_argument("--tokenizer", action="append", default=None, metavar="NAME",
                    help="preset name, 'all' or 'available' (repeatable; default: the suite's list)")
-    p.add_argument("--data", default=None, help="image folder or 'sample' (default: the suite's)")
+    p.add_argument("--data", default=None, help="image folder, 'sample', or its split 'sample:heldout' / 'sample:train' "
+                   "(default: the suite's)")
     p.add_argument("--num-images", type=int, default=None, help="first N images of the data set")
     p.add_argument("--metrics", type=_metrics, default=None, help="comma list of rfid,pfid,usage,psnr,ssim")
     p.add_argument("--pfid-alpha", type=_floats, default=None, help="comma list of rates α (e.g. 0.25,0.5,1)")
