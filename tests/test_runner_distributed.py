@@ -50,6 +50,19 @@ class ToyVQ(Tokenizer):
         return v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
 
 
+class FailsOnRank1(ToyVQ):
+    """Decoding fails in process 1 only, in the middle of the chunk loop (an OOM on one GPU, say)."""
+
+    def __init__(self):
+        super().__init__()
+        self.info.preset = "toy-fails-on-rank1"
+
+    def decode_raw(self, tokens: Tokens):
+        if os.environ.get("RANK") == "1":
+            raise RuntimeError("boom on rank 1")
+        return super().decode_raw(tokens)
+
+
 SUITE = dict(name="dist", data="sample", num_images=22, resolution=16, tokenizers=[], batch_size=3, chunk_size=4,
              usage_window=8, pfid={"alpha": [0.7], "delta": [5], "seeds": [0, 1], "mode": "feature"})
 
@@ -60,7 +73,7 @@ def _numbers(res):
             "psnr": m["psnr"], "ssim": m["ssim"], "cb": m["codebook"], "n": res["protocol"]["num_images"]}
 
 
-def _worker(rank: int, port: int, out) -> None:
+def _worker(rank: int, port: int, out, with_failure: bool = False) -> None:
     """Runs in a forked child (no re-import of torch): one rank of a 2-process gloo group."""
     import traceback
 
@@ -69,11 +82,13 @@ def _worker(rank: int, port: int, out) -> None:
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
         torch.set_num_threads(1)
-        (res,) = run_suite(Suite.from_dict(SUITE), RunOptions(out_dir=out / "runs", cache_dir=out / "cache",
-                                                              progress=False), tokenizers=[ToyVQ()],
-                           extractor=ToyExtractor())
+        toks = [FailsOnRank1(), ToyVQ()] if with_failure else [ToyVQ()]
+        *failed, res = run_suite(Suite.from_dict(SUITE), RunOptions(out_dir=out / "runs", cache_dir=out / "cache",
+                                                                    progress=False), tokenizers=toks,
+                                 extractor=ToyExtractor())
         if rank == 0:
             (out / "numbers.json").write_text(json.dumps(_numbers(res)))
+            (out / "failed.json").write_text(json.dumps(failed))
     except BaseException:  # noqa: BLE001 - reported to the parent through a file
         (out / f"error{rank}.txt").write_text(traceback.format_exc())
         code = 1
@@ -86,16 +101,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_equal_one(tmp_path):
+def _two_processes(out, with_failure: bool = False) -> None:
     ctx = multiprocessing.get_context("fork")
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(rank, port, tmp_path)) for rank in range(2)]
+    procs = [ctx.Process(target=_worker, args=(rank, port, out, with_failure)) for rank in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=240)
-    errors = [f.read_text() for f in sorted(tmp_path.glob("error*.txt"))]
+    hung = [p for p in procs if p.exitcode is None]
+    for p in hung:
+        p.kill()
+    errors = [f.read_text() for f in sorted(out.glob("error*.txt"))]
+    assert not hung, "a process hung (waiting at a collective?)"
     assert all(p.exitcode == 0 for p in procs) and not errors, "\n".join(errors)
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    _two_processes(tmp_path)
     two = json.loads((tmp_path / "numbers.json").read_text())
     (res,) = run_suite(Suite.from_dict(SUITE), RunOptions(out_dir=tmp_path / "one", cache_dir=tmp_path / "cache",
                                                           progress=False), tokenizers=[ToyVQ()],
@@ -107,3 +130,14 @@ def test_two_gloo_processes_equal_one(tmp_path):
     for a, b in zip(two["pfid"], one["pfid"]):
         assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
     assert two["psnr"] == pytest.approx(one["psnr"], rel=1e-12) and two["ssim"] == pytest.approx(one["ssim"], rel=1e-12)
+
+
+def test_a_failure_in_one_process_fails_that_tokenizer_everywhere_and_the_next_runs(tmp_path):
+    """torchrun: process 1 fails in the middle of a tokenizer; process 0 hears of it instead of waiting forever at the
+    next collective, the tokenizer is recorded as failed with process 1's reason, and the next tokenizer runs."""
+    _two_processes(tmp_path, with_failure=True)
+    (failed,) = json.loads((tmp_path / "failed.json").read_text())
+    assert failed["status"] == "failed" and "process 1 of 2 failed" in failed["reason"]
+    assert "boom on rank 1" in failed["reason"]
+    ok = json.loads((tmp_path / "numbers.json").read_text())
+    assert ok["n"] == 22 and ok["rfid"] is not None

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
 from ..perturb import PerturbSetting, Perturber
-from .distributed import DistInfo, all_reduce_, barrier, init_from_env, shutdown
+from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
                      stable_hash, write_json_atomic)
 from .suite import Suite
@@ -318,54 +318,63 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                desc=name, leave=False, disable=not (opts.progress and info.main) or None)
     new_chunks = 0
     t_start = time.perf_counter()
-    for c in todo:
-        for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
-            bad.extend(batch.bad)
-            if batch.images.numel() == 0:
-                continue
-            imgs, idx = batch.images.to(device), batch.indices
-            with timer("encode"):
-                tokens = tok.encode(imgs)
-            feats = tok.last_features
-            if cb is not None:
-                with timer("metrics"):
-                    cb.update(tokens, idx)
-            with timer("decode"):
-                rec = to_uint8(tok.decode(tokens))
-            if want & {"psnr", "ssim"}:
-                with timer("metrics"):
-                    quality.update(imgs, rec, "psnr" in want, "ssim" in want)
-            if "rfid" in want:
-                with timer("features"):
-                    accs["rfid"].update(extractor(rec))
-            if opts.save_images:
-                save_pngs("clean", rec, idx)
-            for s in settings:
-                with timer("perturb"):
-                    pr = perturber(tokens, s, idx, feats)
-                    rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
+    err: BaseException | None = None
+    try:
+        for c in todo:
+            for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
+                bad.extend(batch.bad)
+                if batch.images.numel() == 0:
+                    continue
+                imgs, idx = batch.images.to(device), batch.indices
+                with timer("encode"):
+                    tokens = tok.encode(imgs)
+                feats = tok.last_features
+                if cb is not None:
+                    with timer("metrics"):
+                        cb.update(tokens, idx)
                 with timer("decode"):
-                    prec = to_uint8(tok.decode(pr.tokens))
-                with timer("features"):
-                    accs[s.label].update(extractor(prec))
+                    rec = to_uint8(tok.decode(tokens))
+                if want & {"psnr", "ssim"}:
+                    with timer("metrics"):
+                        quality.update(imgs, rec, "psnr" in want, "ssim" in want)
+                if "rfid" in want:
+                    with timer("features"):
+                        accs["rfid"].update(extractor(rec))
                 if opts.save_images:
-                    save_pngs(s.label, prec, idx)
-            bar.update(int(imgs.shape[0]))
-        done.append(c)
-        if cb is not None:
-            cb.close_windows(windows_done(c))
-        elapsed = time.perf_counter() - t_start
-        t_start = time.perf_counter()
-        timer.totals["total"] += elapsed
-        _save_state(spath, {"run_hash": run_hash, "done": done, "acc": {k: a.state_dict() for k, a in accs.items()},
-                            "rates": rates, "quality": quality.state_dict(),
-                            "codebook": cb.state_dict() if cb is not None else None,
-                            "timings": dict(timer.totals), "bad_images": bad})
-        new_chunks += 1
-        if opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
-            bar.close()
-            raise Interrupted(f"stopped after {new_chunks} chunks (test hook)")
+                    save_pngs("clean", rec, idx)
+                for s in settings:
+                    with timer("perturb"):
+                        pr = perturber(tokens, s, idx, feats)
+                        rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
+                    with timer("decode"):
+                        prec = to_uint8(tok.decode(pr.tokens))
+                    with timer("features"):
+                        accs[s.label].update(extractor(prec))
+                    if opts.save_images:
+                        save_pngs(s.label, prec, idx)
+                bar.update(int(imgs.shape[0]))
+            done.append(c)
+            if cb is not None:
+                cb.close_windows(windows_done(c))
+            elapsed = time.perf_counter() - t_start
+            t_start = time.perf_counter()
+            timer.totals["total"] += elapsed
+            _save_state(spath, {"run_hash": run_hash, "done": done, "acc": {k: a.state_dict() for k, a in accs.items()},
+                                "rates": rates, "quality": quality.state_dict(),
+                                "codebook": cb.state_dict() if cb is not None else None,
+                                "timings": dict(timer.totals), "bad_images": bad})
+            new_chunks += 1
+            if opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
+                bar.close()
+                raise Interrupted(f"stopped after {new_chunks} chunks (test hook)")
+    except (Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the other processes must hear of it before the next collective
+        if not info.active:
+            raise
+        err = e
     bar.close()
+    agree(info, err, f"{name}: chunk loop")
 
     # --- reduce across processes ----------------------------------------------------------------------------------
     if info.active:
@@ -411,9 +420,15 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                 "bad_images": bad, "resumed_chunks": resumed, "host": platform.node()},
         "metrics": metrics,
     }
+    err = None
     if info.main:
-        write_json_atomic(rpath, result)
-    barrier(info)
+        try:
+            write_json_atomic(rpath, result)
+        except Exception as e:  # noqa: BLE001 - every process must learn of it (torchrun)
+            if not info.active:
+                raise
+            err = e
+    agree(info, err, f"{name}: writing the result")
     if info.main:
         shutil.rmtree(state_dir, ignore_errors=True)
         try:
@@ -491,20 +506,36 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
             outer.set_postfix_str(name)
             tok = None
             try:
-                t0 = time.perf_counter()
-                tok = entry.to(opts.device).eval() if isinstance(entry, Tokenizer) else load_tokenizer(
-                    entry, device=opts.device)
-                load_s = time.perf_counter() - t0
-                res_key = suite.resolution or tok.info.resolution
-                if res_key not in datasets:
-                    datasets[res_key] = open_dataset(suite.data, res_key, num_images=suite.num_images, crop=suite.crop,
-                                                     skip_bad_images=opts.skip_bad_images)
+                err: BaseException | None = None
+                try:
+                    t0 = time.perf_counter()
+                    tok = entry.to(opts.device).eval() if isinstance(entry, Tokenizer) else load_tokenizer(
+                        entry, device=opts.device)
+                    load_s = time.perf_counter() - t0
+                    res_key = suite.resolution or tok.info.resolution
+                    if res_key not in datasets:
+                        datasets[res_key] = open_dataset(suite.data, res_key, num_images=suite.num_images,
+                                                         crop=suite.crop, skip_bad_images=opts.skip_bad_images)
+                except (Interrupted, KeyboardInterrupt):
+                    raise
+                except Exception as e:  # noqa: BLE001 - every process must learn of it (torchrun)
+                    if not info.active:
+                        raise
+                    err = e
+                agree(info, err, f"{name}: load")
                 ds = datasets[res_key]
                 if res_key not in refs:
-                    if info.main:
-                        refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
-                                                        cache=opts.cache_dir)
-                    barrier(info)
+                    if info.main:  # the others read the cache it writes
+                        try:
+                            refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
+                                                            cache=opts.cache_dir)
+                        except (Interrupted, KeyboardInterrupt):
+                            raise
+                        except Exception as e:  # noqa: BLE001 - every process must learn of it (torchrun)
+                            if not info.active:
+                                raise
+                            err = e
+                    agree(info, err, f"{name}: reference statistics")
                     if not info.main:
                         refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
                                                         cache=opts.cache_dir)

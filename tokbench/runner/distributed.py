@@ -32,17 +32,33 @@ def init_from_env(device: str | torch.device) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+    # on GPUs: NCCL for CUDA tensors and gloo for the CPU-side counters (replacement counts, bad-image lists)
+    backend = "cpu:gloo,cuda:nccl" if torch.device(device).type == "cuda" else "gloo"
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if backend == "nccl":
+    if torch.device(device).type == "cuda":
         torch.cuda.set_device(local)
     dist.init_process_group(backend=backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local, started_here=True)
 
 
-def barrier(info: DistInfo) -> None:
-    if info.active:
-        dist.barrier()
+class PeerFailed(RuntimeError):
+    """Another process failed on the same work item; this one stops it too instead of waiting forever."""
+
+
+def agree(info: DistInfo, err: BaseException | None, what: str) -> None:
+    """A checkpoint every process reaches, failed or not: all learn whether any failed, so that no process waits at a
+    collective the failed one will never join. Re-raises the local error; the others raise PeerFailed."""
+    if not info.active:
+        if err is not None:
+            raise err
+        return
+    reasons: list = [None] * info.world
+    dist.all_gather_object(reasons, None if err is None else f"{type(err).__name__}: {err}"[:2000])
+    if err is not None:
+        raise err
+    failed = {r: m for r, m in enumerate(reasons) if m is not None}
+    if failed:
+        raise PeerFailed(f"{what}: " + "; ".join(f"process {r} of {info.world} failed: {m}" for r, m in failed.items()))
 
 
 def all_reduce_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
