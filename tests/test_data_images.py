@@ -100,6 +100,17 @@ def test_sample_set_is_deterministic_and_labelled():
     assert len(set(a.sources)) == 3  # 9 crops per photograph
 
 
+def test_sample_split_specs_are_disjoint_by_photograph():
+    """`sample:train` / `sample:heldout`: the split the zoo trains with; num_images = the first N of the part."""
+    full = open_dataset("sample", 16)
+    train, held = open_dataset("sample:train", 16), open_dataset("sample:heldout", 16)
+    assert len(train) + len(held) == len(full) and not set(train.sources) & set(held.sources)
+    five = open_dataset("sample:heldout", 16, num_images=5)
+    assert len(five) == 5 and torch.equal(five[4], held[4])
+    d = five.describe()
+    assert d["split"]["part"] == "heldout" and d["num_images"] == 5 and d["content_hash"] != held.content_hash
+
+
 def test_uint8_rounding_is_half_up_and_rejects_nan():
     x = torch.tensor([0.0, 0.5 / 255, 1.49 / 255, 1.5 / 255, 1.0, 1.2, -0.3])
     assert to_uint8(x).tolist() == [0, 1, 1, 2, 255, 255, 0]
