@@ -169,10 +169,8 @@ def finish(cfg: dict, opts, summary: dict, seconds: float) -> dict:
 
     write_json(out / "summary.json", slim)
     write_text_atomic(out / "README.md", readme(cfg, opts, summary, cols, rows, corr))
-    gi = out / ".gitignore"
-    if not gi.exists():
-        write_text_atomic(gi, "# checkpoints, token shards and resume state: large, and not results\nwork/\n"
-                              "runs/state/\n")
+    write_text_atomic(out / ".gitignore", "# checkpoints, token shards and resume state: large, and not results\n"
+                                          "work/\nruns/state/\nstate/\n")
     return slim
 
 
@@ -263,8 +261,13 @@ def verdict(facts: dict) -> list[str]:
     clear = [k for k, f in facts["metrics"].items()
              if _ci_excludes_zero(f["spearman"], 1.0) != "undecided"]
     if clear:
+        def how(k: str) -> str:
+            f = facts["metrics"][k]
+            v = _ci_excludes_zero(f["spearman"], f["expected_sign"]) if f["expected_sign"] else None
+            return {"agrees": ", better on it ↔ better gFID", "disagrees": ", better on it ↔ *worse* gFID"}.get(v, "")
+
         out.append("- Metrics whose Spearman interval excludes 0 in this zoo: " + ", ".join(
-            f"{k} (ρ = {facts['metrics'][k]['spearman']['value']:+.2f})" for k in clear) + ".")
+            f"{k} (ρ = {facts['metrics'][k]['spearman']['value']:+.2f}{how(k)})" for k in clear) + ".")
     else:
         out.append("- No metric's Spearman interval excludes 0 in this zoo.")
     if rf:
