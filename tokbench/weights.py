@@ -236,4 +236,5 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, str(tmp),
               metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; weights are meant to be shared
     os.replace(tmp, path)

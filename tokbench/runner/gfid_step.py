@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from .schema import result_path, stable_hash, write_json_atomic
+from .schema import portable_path, result_path, stable_hash, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,6 @@ def _reference(suite, opts, extractor, reference: str | Path | None, resolution:
     ds = open_dataset(spec, resolution, num_images=suite.num_images if reference is None else None, crop=suite.crop)
     ref = reference_stats(ds, extractor, batch_size=suite.batch_size, cache=opts.cache_dir)
     return ref, {"data": spec, "cache_key": ref[1].get("cache_key"), "n": ref[0].n}
-
-
-def _portable(path: str | Path) -> str:
-    """A file shipped inside the installed package as `tokbench/…` (results stay machine-independent)."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(Path(__file__).resolve().parents[2]))
-    except ValueError:
-        return str(path)
 
 
 def add_gfid(suite, opts, generator: str | Path, *, sampler: dict | None = None, num: int | None = None,
@@ -79,7 +70,7 @@ def add_gfid(suite, opts, generator: str | Path, *, sampler: dict | None = None,
         return res
     value, proto = gfid(model, tok, ref, extractor, settings=settings, num=num, seed=seed,
                         batch_size=batch_size or suite.batch_size, device=opts.device, progress=opts.progress)
-    res["gfid"] = {"value": value, "generator": _portable(generator), "num_samples": num,
+    res["gfid"] = {"value": value, "generator": portable_path(generator), "num_samples": num,
                    "reference": ref_key, "key": key, "protocol": proto}
     write_json_atomic(path, res)
     log.info("gFID of %s with %s: %.4f (%d samples)", name, generator, value, num)

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .schema import read_result, write_json_atomic
+from .schema import portable_path, read_result, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,9 @@ def build(results: Sequence[dict]) -> dict:
 
 
 def _weights_label(w: dict, info: dict) -> str | None:
-    """The weights' source as given; for a local absolute path (machine-specific), the preset's own description."""
-    src = w.get("source")
-    if src and Path(src).is_absolute():
-        return info.get("weight_source") or Path(src).name
-    return src or info.get("weight_source")
+    """The weights' source as given; a local absolute path inside the package as `tokbench/…` (machine-independent)."""
+    src = w.get("source") or info.get("weight_source")
+    return portable_path(src) if src and Path(src).is_absolute() else src
 
 
 def _gfid_summary(g: dict) -> dict:

@@ -104,3 +104,12 @@ def read_result(path: str | os.PathLike) -> dict:
     if d.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a tokbench result file (schema {d.get('schema')!r}, expected {SCHEMA!r})")
     return d
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """A file inside the installed tokbench tree as `tokbench/…` (results stay machine-independent); others as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path(__file__).resolve().parents[2]))
+    except (ValueError, OSError):
+        return str(path)
