@@ -214,9 +214,10 @@ def _readme(reps, labels, pooled, sd, axes, cons, corr, cmd) -> str:
     L += consistency_lines(cons, labels)
     L.append("")
     if g and g["pairs"]:
-        rho = g["pairs"][0]["spearman"]
+        rho = " / ".join(f"{p['spearman']:+.2f}" for p in g["pairs"])
         L.append(f"gFID itself — the quantity every other metric is asked to predict — reorders between training "
-                 f"seeds with ρ = {rho:+.2f} (n = {g['n']}); its median seed-to-seed spread is "
+                 f"seeds: ρ = {rho} between {'the two' if len(g['pairs']) == 1 else 'pairs of'} replicates "
+                 f"(n = {g['n']}); its median seed-to-seed spread is "
                  f"{g['median_spread']:.3f} against a {g['range_of_means']:.3f} range of tokenizer means. Read every "
                  "metric-versus-gFID coefficient below against this: it is how well gFID predicts itself after "
                  "retraining.")
