@@ -238,3 +238,24 @@ def test_seed_replicate_changes_only_training_seeds():
     for k in ("data", "measure", "gfid"):
         assert rep[k] == base[k]
     assert resolve(with_seed(raw, 1), quick=True)["name"] == "zoo-quick-seed1"
+
+
+def test_readme_zoo_table_quotes_the_committed_results():
+    """The README's "Does pFID predict gFID?" table is read from the committed correlation files, not typed in: a
+    regenerated zoo with other numbers fails here until the README says what the new run found."""
+    readme = (ROOT / "README.md").read_text().replace("−", "-")
+    folders = {"seed 0": "zoo", "seed 1": "zoo-seed1", "seed 2": "zoo-seed2", "mean over the 3 seeds": "zoo-pooled"}
+    if not all((ROOT / "results" / f / "correlation.json").is_file() for f in folders.values()):
+        pytest.skip("committed zoo results absent")
+
+    def cell(c: dict) -> str:
+        return f"{c['value']:+.2f} [{c['bootstrap']['ci_low']:+.2f}, {c['bootstrap']['ci_high']:+.2f}]"
+
+    for label, folder in folders.items():
+        sec = json.loads((ROOT / "results" / folder / "correlation.json").read_text())["sections"][0]
+        rho = {m["metric"]: m["coefficients"]["spearman"] for m in sec["metrics"]}
+        row = f"| {label} | {cell(rho['pfid@alpha=0.5,delta=0.1,mode=code'])} | {cell(rho['rfid'])} |"
+        assert row in readme, row
+    sec = json.loads((ROOT / "results" / "zoo-pooled" / "correlation.json").read_text())["sections"][0]
+    d = next(c for c in sec["comparisons"] if c["a"] == "pfid@alpha=0.5,delta=0.1,mode=code")["methods"]["spearman"]
+    assert f"{d['delta']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] |" in readme
