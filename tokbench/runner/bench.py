@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 import time
 import traceback
 from collections import defaultdict

@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from ..report.render import write_text_atomic
-from .config import axes
 
 
 def _git() -> dict:
