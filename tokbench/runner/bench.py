@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -419,15 +419,7 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                 "bad_images": bad, "resumed_chunks": resumed, "host": platform.node()},
         "metrics": metrics,
     }
-    err = None
-    if info.main:
-        try:
-            write_json_atomic(rpath, result)
-        except Exception as e:  # noqa: BLE001 - every process must learn of it (torchrun)
-            if not info.active:
-                raise
-            err = e
-    agree(info, err, f"{name}: writing the result")
+    _together(info, f"{name}: writing the result", lambda: write_json_atomic(rpath, result) if info.main else None)
     if info.main:
         shutil.rmtree(state_dir, ignore_errors=True)
         try:
@@ -478,6 +470,22 @@ def failed_result(name: str, suite: Suite, err: BaseException, tok: Tokenizer | 
 # ----------------------------------------------------------------------------------------------------------------------
 # A whole suite
 # ----------------------------------------------------------------------------------------------------------------------
+def _together(info: DistInfo, what: str, fn: Callable[[], Any]) -> Any:
+    """fn() in every process; under torchrun all of them then learn whether any failed (`agree`), so that none waits
+    forever at a collective that a failed process will never join."""
+    err, out = None, None
+    try:
+        out = fn()
+    except (Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - shared with the other processes, then re-raised
+        if not info.active:
+            raise
+        err = e
+    agree(info, err, what)
+    return out
+
+
 def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Tokenizer] | None = None,
               extractor=None) -> list[dict]:
     """Run every tokenizer of the suite (or the given names / Tokenizer objects); a failing tokenizer is recorded as
@@ -505,39 +513,21 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
             outer.set_postfix_str(name)
             tok = None
             try:
-                err: BaseException | None = None
-                try:
-                    t0 = time.perf_counter()
-                    tok = entry.to(opts.device).eval() if isinstance(entry, Tokenizer) else load_tokenizer(
-                        entry, device=opts.device)
-                    load_s = time.perf_counter() - t0
-                    res_key = suite.resolution or tok.info.resolution
-                    if res_key not in datasets:
-                        datasets[res_key] = open_dataset(suite.data, res_key, num_images=suite.num_images,
-                                                         crop=suite.crop, skip_bad_images=opts.skip_bad_images)
-                except (Interrupted, KeyboardInterrupt):
-                    raise
-                except Exception as e:  # noqa: BLE001 - every process must learn of it (torchrun)
-                    if not info.active:
-                        raise
-                    err = e
-                agree(info, err, f"{name}: load")
+                t0 = time.perf_counter()
+                tok = _together(info, f"{name}: load", lambda: entry.to(opts.device).eval() if isinstance(
+                    entry, Tokenizer) else load_tokenizer(entry, device=opts.device))
+                load_s = time.perf_counter() - t0
+                res_key = suite.resolution or tok.info.resolution
+                if res_key not in datasets:
+                    datasets[res_key] = _together(info, f"{name}: data", lambda: open_dataset(
+                        suite.data, res_key, num_images=suite.num_images, crop=suite.crop,
+                        skip_bad_images=opts.skip_bad_images))
                 ds = datasets[res_key]
-                if res_key not in refs:
-                    if info.main:  # the others read the cache it writes
-                        try:
-                            refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
-                                                            cache=opts.cache_dir)
-                        except (Interrupted, KeyboardInterrupt):
-                            raise
-                        except Exception as e:  # noqa: BLE001 - every process must learn of it (torchrun)
-                            if not info.active:
-                                raise
-                            err = e
-                    agree(info, err, f"{name}: reference statistics")
-                    if not info.main:
-                        refs[res_key] = reference_stats(ds, extractor, batch_size=suite.batch_size,
-                                                        cache=opts.cache_dir)
+                if res_key not in refs:  # the main process computes and caches them; the others then read the cache
+                    ref = _together(info, f"{name}: reference statistics", lambda: reference_stats(
+                        ds, extractor, batch_size=suite.batch_size, cache=opts.cache_dir) if info.main else None)
+                    refs[res_key] = ref if info.main else reference_stats(ds, extractor, batch_size=suite.batch_size,
+                                                                          cache=opts.cache_dir)
                 ref_acc, ref_proto = refs[res_key]
                 res = evaluate(tok, name, suite, ds, extractor, ref_acc, ref_proto, opts, info)
                 res["run"].setdefault("timings_s", {})["load"] = round(load_s, 4)
