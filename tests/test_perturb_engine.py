@@ -137,14 +137,14 @@ def test_multiscale_scale_choice_and_subcodebooks():
     a, b = _codebook(32, 4, "l2", 1), _codebook(48, 4, "cosine", 2)
     lay = TokenLayout((TokenGroup((1, 1), scale=0), TokenGroup((2, 2), scale=1), TokenGroup((4, 4), scale=2)))
     ids = [_ids((20, *g.shape), 32, seed=i) for i, g in enumerate(lay.groups)]
-    r = Perturber([a], lay)(Tokens(ids, lay), PerturbSetting(1.0, 8, scales=(1, 2)), torch.arange(20))
+    r = Perturber([a], lay)(Tokens(ids, lay), PerturbSetting(1.0, 8, scales=(1, 2), mode="code"), torch.arange(20))
     assert torch.equal(r.tokens.ids[0], ids[0])
     assert not torch.equal(r.tokens.ids[2], ids[2])
     assert int(r.eligible.sum()) == 20 * (4 + 16)
     # a trailing sub-codebook axis: each entry its own space and vocabulary
     lay2 = TokenLayout((TokenGroup((4, 4, 2), spaces=(0, 1)),))
     sub = torch.stack([_ids((40, 4, 4), 32, 5), _ids((40, 4, 4), 48, 6)], -1)
-    r2 = Perturber([a, b], lay2)(Tokens([sub], lay2), PerturbSetting(1.0, 0.25), torch.arange(40))
+    r2 = Perturber([a, b], lay2)(Tokens([sub], lay2), PerturbSetting(1.0, 0.25, mode="code"), torch.arange(40))
     assert r2.deltas == {0: 8, 1: 12}  # δ as a fraction of each vocabulary
     new = r2.tokens.ids[0]
     assert int(new[..., 0].max()) < 32 and int(new[..., 1].max()) < 48 and int(new[..., 1].max()) >= 32
@@ -160,7 +160,7 @@ def test_beta_selects_whole_images():
     sp = _codebook()
     lay = TokenLayout.grid(8, 8)
     ids = _ids((200, 8, 8), 64)
-    r = Perturber([sp], lay)(Tokens([ids], lay), PerturbSetting(1.0, 16, beta=0.3), torch.arange(200))
+    r = Perturber([sp], lay)(Tokens([ids], lay), PerturbSetting(1.0, 16, beta=0.3, mode="code"), torch.arange(200))
     touched = (r.tokens.ids[0] != ids).flatten(1).any(1)
     on = r.eligible > 0
     assert not bool((touched & ~on).any())
@@ -218,8 +218,8 @@ def test_smaller_alpha_redraws_a_subset():
     lay = TokenLayout.grid(8, 8)
     ids = _ids((16, 8, 8), 64)
     p = Perturber([sp], lay)
-    lo = p(Tokens([ids], lay), PerturbSetting(0.3, 10), torch.arange(16)).tokens.ids[0]
-    hi = p(Tokens([ids], lay), PerturbSetting(0.6, 10), torch.arange(16)).tokens.ids[0]
+    lo = p(Tokens([ids], lay), PerturbSetting(0.3, 10, mode="code"), torch.arange(16)).tokens.ids[0]
+    hi = p(Tokens([ids], lay), PerturbSetting(0.6, 10, mode="code"), torch.arange(16)).tokens.ids[0]
     moved = lo != ids
     assert bool(moved.any()) and torch.equal(hi[moved], lo[moved])
     assert int((hi != ids).sum()) > int(moved.sum())

@@ -55,7 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma list of strengths δ: integers are absolute, values in (0,1) a fraction of the vocabulary")
     p.add_argument("--pfid-seeds", type=_ints, default=None, help="comma list of seeds")
     p.add_argument("--pfid-mode", choices=["code", "feature"], default=None,
-                   help="codebook neighbour rule: 'code' (δ nearest to the assigned code) or 'feature' (RobustTok's)")
+                   help="codebook neighbour rule: 'feature' (RobustTok's: δ nearest to the encoder feature; the default "
+                        "suites' choice) or 'code' (δ nearest to the assigned code); LFQ/FSQ always use their natural "
+                        "neighbours")
+    p.add_argument("--pfid-exclude-self", action="store_true", default=None,
+                   help="never redraw the current id: realised share α instead of RobustTok's α(δ-1)/δ")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--chunk-size", type=int, default=None, help="images per resumable chunk")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
@@ -145,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     suite = apply_overrides(suite, data=args.data, num_images=args.num_images, batch_size=args.batch_size,
                             chunk_size=args.chunk_size, metrics=metrics or None, tokenizers=args.tokenizer,
                             pfid_alpha=args.pfid_alpha, pfid_delta=args.pfid_delta, pfid_seeds=args.pfid_seeds,
-                            pfid_mode=args.pfid_mode, fid_weights=args.fid_weights)
+                            pfid_mode=args.pfid_mode, pfid_exclude_self=args.pfid_exclude_self,
+                            fid_weights=args.fid_weights)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     opts = RunOptions(out_dir=Path(args.out), device=device, save_images=args.save_images,
                       skip_bad_images=args.skip_bad_images, cache_dir=Path(args.cache_dir) if args.cache_dir else None,

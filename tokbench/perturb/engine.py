@@ -3,7 +3,13 @@ generalised to every token space and layout), for pFID.
 
 Rule (RobustTok, `algorithms.md` §1.2): an image is perturbed with probability β; each of its tokens is re-drawn with
 probability α; a re-drawn token takes candidate rank j ~ U{0..δ-1} among its δ nearest neighbours (rank 0 = the
-token itself, so the change probability is α(δ-1)/δ). Deviations from upstream, on purpose:
+token itself, so the realised replacement share is α(δ-1)/δ, not α). `exclude_self` draws among the δ-1 candidates
+other than the current id instead (realised share α; FSQ clipping at the grid edge aside).
+
+Neighbour rule per token space (recorded with every pFID, `neighbour_rule`): learned codebooks use `feature`
+(RobustTok's: the δ nearest codes to the encoder's pre-quantisation feature; the default) or `code` (the δ nearest to
+the assigned code); LFQ/binary spaces always use Hamming shells and FSQ spaces ±1 grid steps (their natural
+neighbours, the same under either setting). Deviations from upstream, on purpose:
 - β is decided per image by a hash of its global index (upstream perturbs the first ⌊Bβ⌋ images of each batch, which
   depends on batch size); pFID uses β = 1 anyway.
 - All draws are counter-based (`rng.py`): the perturbed tokens of an image depend only on (seed, image index, α, δ,
@@ -24,23 +30,49 @@ from .neighbours import (binary_neighbours, code_neighbour_table, feature_candid
                          radius_for)
 
 NeighbourMode = Literal["code", "feature"]
+DEFAULT_MODE: NeighbourMode = "feature"
+
+
+def neighbour_rule(space: TokenSpace, mode: str) -> str:
+    """The neighbour rule a token space actually gets under a requested mode: `feature` / `code` for learned codebooks,
+    `hamming` for binary (LFQ) codes, `fsq-grid` for FSQ (the last two ignore the mode)."""
+    if isinstance(space, CodebookSpace):
+        return mode
+    if isinstance(space, BinarySpace):
+        return "hamming"
+    if isinstance(space, FSQSpace):
+        return "fsq-grid"
+    raise TypeError(f"no perturbation rule for token space {type(space).__name__}")
+
+
+def neighbour_rules(token_spaces: Sequence[TokenSpace], mode: str) -> dict[str, str]:
+    """{"space0": rule, …} for a tokenizer's token spaces."""
+    return {f"space{i}": neighbour_rule(sp, mode) for i, sp in enumerate(token_spaces)}
+
+
+def rule_summary(rules: dict[str, str]) -> str:
+    """One label for a tokenizer's rules, e.g. "feature" or "feature+hamming" (distinct rules, in space order)."""
+    return "+".join(dict.fromkeys(rules.values()))
 
 
 @dataclass(frozen=True)
 class PerturbSetting:
     """One perturbation setting. δ ≥ 1 (an integer) is absolute; 0 < δ < 1 is a fraction of each space's vocabulary.
 
-    mode: neighbour rule for learned codebooks: "code" (δ nearest codes to the assigned code, precomputed table) or
-      "feature" (δ nearest codes to the encoder feature: RobustTok's exact rule; needs `last_features`).
+    mode: neighbour rule for learned codebooks: "feature" (δ nearest codes to the encoder feature: RobustTok's exact
+      rule, the default; needs `last_features`) or "code" (δ nearest codes to the assigned code, precomputed table).
     scales: perturb only the groups of these scales (multi-scale tokenizers); None = all. α counts tokens over all
-      perturbed groups together."""
+      perturbed groups together.
+    exclude_self: draw the replacement among the candidates other than the current id (realised share α instead of
+      RobustTok's α(δ-1)/δ); needs δ ≥ 2."""
 
     alpha: float
     delta: float = 100
     beta: float = 1.0
     seed: int = 0
-    mode: NeighbourMode = "code"
+    mode: NeighbourMode = DEFAULT_MODE
     scales: tuple[int, ...] | None = None
+    exclude_self: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -55,6 +87,9 @@ class PerturbSetting:
             object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
         if self.delta >= 1:
             object.__setattr__(self, "delta", int(self.delta))
+        if self.exclude_self and self.delta == 1:
+            raise ValueError("exclude_self needs δ ≥ 2: with δ = 1 the only candidate is the token itself")
+        object.__setattr__(self, "exclude_self", bool(self.exclude_self))
 
     @property
     def delta_is_fraction(self) -> bool:
@@ -67,13 +102,17 @@ class PerturbSetting:
         if d > top:
             raise ValueError(f"δ={d} exceeds the {top} candidates of a {space.kind} space "
                              f"(vocabulary {space.vocab_size})")
+        if self.exclude_self and d < 2:
+            raise ValueError(f"exclude_self needs δ ≥ 2; δ={self.delta:g} gives {d} for a vocabulary of "
+                             f"{space.vocab_size}")
         return d
 
     @property
     def label(self) -> str:
         d = f"{self.delta:g}" if self.delta_is_fraction else str(self.delta)
         s = "" if self.scales is None else "-sc" + ".".join(map(str, self.scales))
-        return f"a{self.alpha:g}-d{d}-{self.mode}{s}-s{self.seed}"
+        x = "-xself" if self.exclude_self else ""
+        return f"a{self.alpha:g}-d{d}-{self.mode}{x}{s}-s{self.seed}"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -89,10 +128,11 @@ class PerturbResult:
     deltas: dict[int, int] = field(default_factory=dict)  # token-space index → absolute δ used
 
     @property
-    def rate(self) -> float:
-        """Realised replacement rate: changed / eligible tokens."""
+    def rate(self) -> float | None:
+        """Realised replacement rate: changed / eligible tokens; None (undefined) when no token was eligible (β = 0 or
+        no image drawn). At α = 0 every token of a perturbed image is eligible and none changes: 0 by construction."""
         e = int(self.eligible.sum())
-        return int(self.changed.sum()) / e if e else 0.0
+        return int(self.changed.sum()) / e if e else None
 
 
 def select_replacements(ids: torch.Tensor, candidates: torch.Tensor, u: torch.Tensor, j: torch.Tensor,
@@ -146,9 +186,13 @@ class Perturber:
         return self.perturb(tokens, setting, image_index, features)
 
     def perturb(self, tokens: Tokens, setting: PerturbSetting, image_index: torch.Tensor,
-                features: Sequence[torch.Tensor] | None = None) -> PerturbResult:
+                features: Sequence[torch.Tensor] | None = None,
+                draws: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PerturbResult:
         """tokens: a batch; image_index (B,): the global index of each image in the data set (the key of its draws);
-        features: `tokenizer.last_features` (needed for mode="feature")."""
+        features: `tokenizer.last_features` (needed for mode="feature");
+        draws: replay given draws instead of the counter-based ones (tests against upstream's recorded case): one
+          (u, j) pair per (group, sub-space) in layout order, u (B x P) float selection draws and j (B x P) integer
+          candidate ranks in [0, δ) (in [0, δ-1) with exclude_self), P = the group's positions."""
         if tokens.layout != self.layout:
             raise ValueError("tokens do not have the layout this Perturber was built for")
         dev = tokens.device
@@ -160,18 +204,18 @@ class Perturber:
         eligible = torch.zeros(B, dtype=torch.int64, device=dev)
         deltas: dict[int, int] = {}
         out = [t.clone() for t in tokens.ids]
-        if setting.alpha == 0 or setting.beta == 0:
+        if setting.beta == 0:
             return PerturbResult(tokens.replace_ids(out), changed, eligible, deltas)
         img_on = rng.image_uniform(setting.seed, rng.STREAM_IMAGE, image_index) < setting.beta  # (B,)
-        if setting.mode == "feature" and features is None and any(
-                isinstance(self.token_spaces[s], CodebookSpace) for g in self.layout.groups for s in g.spaces):
-            raise ValueError("mode='feature' needs the encoder features: set tokenizer.keep_features = True and pass "
-                             "tokenizer.last_features")
+        k = 0
         for gi, g in enumerate(self.layout.groups):
             if setting.scales is not None and g.scale not in setting.scales:
+                k += len(g.spaces)
                 continue
             pos_all = self._offsets[gi] + torch.arange(g.numel, device=dev).reshape(g.shape)
             for si, space_index in enumerate(g.spaces):
+                replay = draws[k] if draws is not None else None
+                k += 1
                 space = self.token_spaces[space_index]
                 delta = setting.delta_for(space)
                 deltas[space_index] = delta
@@ -179,15 +223,22 @@ class Perturber:
                 ids = sub(tokens.ids[gi]).reshape(B, -1)
                 pos = sub(pos_all).reshape(-1)
                 eligible += img_on.long() * pos.numel()
-                if delta == 1:
+                if delta == 1 or setting.alpha == 0:
                     continue
-                u = rng.token_uniform(setting.seed, rng.STREAM_SELECT, image_index, pos)
+                if replay is None:
+                    u = rng.token_uniform(setting.seed, rng.STREAM_SELECT, image_index, pos)
+                else:
+                    u = replay[0].to(dev, torch.float64).reshape(B, -1)
                 sel = (u <= setting.alpha) & img_on[:, None]
                 if not bool(sel.any()):
                     continue
                 b_idx, p_idx = sel.nonzero(as_tuple=True)
-                uj = _pairwise_uniform(setting.seed, rng.STREAM_RANK, image_index[b_idx], pos[p_idx])
-                rank = torch.clamp((uj * delta).long(), max=delta - 1)
+                choices = delta - 1 if setting.exclude_self else delta
+                if replay is None:
+                    uj = _pairwise_uniform(setting.seed, rng.STREAM_RANK, image_index[b_idx], pos[p_idx])
+                    rank = torch.clamp((uj * choices).long(), max=choices - 1)
+                else:
+                    rank = replay[1].to(dev).long().reshape(B, -1)[b_idx, p_idx]
                 cur = ids[b_idx, p_idx]
                 new = self._neighbours(space, space_index, setting, delta, cur, rank, image_index[b_idx], pos[p_idx],
                                        features, gi, si, g.has_sub_axis, b_idx, p_idx, B)
@@ -202,14 +253,24 @@ class Perturber:
 
     def _neighbours(self, space, space_index, setting, delta, cur, rank, img, pos, features, gi, si, has_sub, b_idx,
                     p_idx, B) -> torch.Tensor:
+        """The candidate at `rank` for each re-drawn token. With exclude_self, `rank` indexes the candidates other
+        than the current id: rank + 1 in the code table and the binary/FSQ shells (whose rank 0 is the token itself),
+        the list with the current id removed (else its last entry dropped) for the feature rule."""
+        shift = 1 if setting.exclude_self else 0
         if isinstance(space, CodebookSpace):
             if setting.mode == "code":
-                return self._table(space_index, delta)[cur, rank].long()
+                return self._table(space_index, delta)[cur, rank + shift].long()
+            if features is None:
+                raise ValueError("mode='feature' needs the encoder features: set tokenizer.keep_features = True and "
+                                 "pass tokenizer.last_features (or choose the 'code' rule)")
             f = features[gi]
             if has_sub:
                 f = f[..., si, :]
             f = f.reshape(B, -1, f.shape[-1])[b_idx, p_idx]
             cand = feature_candidates(space, f, delta)
+            if setting.exclude_self:
+                others_first = torch.argsort((cand == cur[:, None]).to(torch.int8), dim=-1, stable=True)
+                cand = cand.gather(-1, others_first)[:, : delta - 1]
             return cand.gather(-1, rank[:, None]).squeeze(-1)
         if isinstance(space, (BinarySpace, FSQSpace)):
             n = space.bits if isinstance(space, BinarySpace) else len(space.levels)
@@ -218,8 +279,8 @@ class Perturber:
             slots = pos[:, None] * 64 + torch.arange(n, device=pos.device)[None, :]
             perm_bits = _pairwise_bits(setting.seed, rng.STREAM_PERM, img, slots)
             if isinstance(space, BinarySpace):
-                return binary_neighbours(space, cur, rank, perm_bits)
-            return fsq_neighbours(space, cur, rank, perm_bits)
+                return binary_neighbours(space, cur, rank + shift, perm_bits)
+            return fsq_neighbours(space, cur, rank + shift, perm_bits)
         raise TypeError(f"no perturbation rule for token space {type(space).__name__}")
 
 
@@ -234,8 +295,8 @@ def _pairwise_uniform(seed: int, stream: int, image_index: torch.Tensor, positio
 
 
 def expected_change_rate(setting: PerturbSetting, delta: int) -> float:
-    """α(δ-1)/δ: the share of eligible tokens whose id changes for a codebook (ties aside)."""
-    return setting.alpha * (delta - 1) / delta
+    """The share of eligible tokens whose id changes for a codebook (ties aside): α(δ-1)/δ, or α with exclude_self."""
+    return setting.alpha if setting.exclude_self else setting.alpha * (delta - 1) / delta
 
 
 def neighbourhood_radius(space: TokenSpace, delta: int) -> int:

@@ -73,6 +73,8 @@ def pfid_column(entry: dict) -> str:
     parts.append(f"delta={d:g}" if isinstance(d, (int, float)) else f"delta={d}")
     if entry.get("mode"):
         parts.append(f"mode={entry['mode']}")
+    if entry.get("exclude_self"):
+        parts.append("exclude_self")
     if entry.get("scales"):
         parts.append(f"scales={entry['scales']}")
     if entry.get("beta") not in (None, 1, 1.0):

@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
-from ..perturb import PerturbSetting, Perturber
+from ..perturb import PerturbSetting, Perturber, neighbour_rules, rule_summary
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
-from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
+from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
                      stable_hash, write_json_atomic)
 from .suite import Suite
 
@@ -169,7 +169,7 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
 
     groups: dict = {}
     for s in settings:
-        key = (s.alpha, s.delta, s.beta, s.mode, s.scales)
+        key = (s.alpha, s.delta, s.beta, s.mode, s.scales, s.exclude_self)
         groups.setdefault(key, []).append(s.seed)
     proto = {
         "data": dataset.describe(),
@@ -182,8 +182,8 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
         "fid": {"extractor": extractor.protocol, "reference": {k: ref_proto.get(k) for k in ("cache_key",)},
                 "sqrt": SQRT_METHOD, "statistics": "float64 sums (n, Σx, Σxxᵀ)"},
         "pfid": {"settings": [{"alpha": a, "delta": d, "beta": b, "mode": m, "scales": list(sc) if sc else None,
-                               "seeds": seeds} for (a, d, b, m, sc), seeds in groups.items()],
-                 "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL} if settings else None,
+                               "exclude_self": x, "seeds": seeds} for (a, d, b, m, sc, x), seeds in groups.items()],
+                 "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL, "realised_share": REALISED_SHARE} if settings else None,
         "codebook": {"window": suite.usage_window, "on": "clean tokens"} if "usage" in suite.metrics else None,
         "psnr": PSNR_PROTOCOL if "psnr" in suite.metrics else None,
         "ssim": SSIM_PROTOCOL if "ssim" in suite.metrics else None,
@@ -285,7 +285,7 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
     perturber = Perturber.for_tokenizer(tok, device)
     with timer("prepare"):
         perturber.prepare(settings)
-    tok.keep_features = any(s.mode == "feature" for s in settings)
+    tok.keep_features = any(s.mode == "feature" and s.alpha > 0 for s in settings)
 
     def chunk_range(c: int) -> range:
         return range(c * C, min(N, (c + 1) * C))
@@ -434,22 +434,26 @@ def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict
 
     groups: dict = {}
     for s in settings:
-        groups.setdefault((s.alpha, s.delta, s.beta, s.mode, s.scales), []).append(s)
+        groups.setdefault((s.alpha, s.delta, s.beta, s.mode, s.scales, s.exclude_self), []).append(s)
     rows = []
-    for (a, d, b, m, sc), ss in groups.items():
+    for (a, d, b, m, sc, x), ss in groups.items():
         vals = [frechet_distance(accs[s.label], ref_acc) for s in ss]
-        rr = [float(rates[s.label][0]) / float(rates[s.label][1]) if int(rates[s.label][1]) else 0.0 for s in ss]
+        # undefined (None) when no token was eligible (β = 0): never 0/0 written as 0
+        rr = [float(rates[s.label][0]) / float(rates[s.label][1]) if int(rates[s.label][1]) else None for s in ss]
         deltas = {f"space{i}": ss[0].delta_for(sp) for i, sp in enumerate(tok.token_spaces)}
+        rules = neighbour_rules(tok.token_spaces, m)
         rows.append({"alpha": a, "delta": d, "delta_abs": deltas,
                      "delta_fraction": {k: v / tok.token_spaces[int(k[5:])].vocab_size for k, v in deltas.items()},
-                     "beta": b, "mode": m, "scales": list(sc) if sc else None, "seeds": [s.seed for s in ss],
+                     "beta": b, "mode": m, "rule": rule_summary(rules), "rules": rules, "exclude_self": x,
+                     "scales": list(sc) if sc else None, "seeds": [s.seed for s in ss],
                      "values": vals, "mean": float(np.mean(vals)),
                      "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-                     "replacement_rate": rr, "replacement_rate_mean": float(np.mean(rr))})
+                     "replacement_rate": rr,
+                     "replacement_rate_mean": float(np.mean(rr)) if all(v is not None for v in rr) else None})
     curve: dict = {}
     for r in rows:
-        curve.setdefault(f"delta={r['delta']},mode={r['mode']}" + (f",scales={r['scales']}" if r["scales"] else ""),
-                         []).append([r["alpha"], r["mean"], r["std"]])
+        curve.setdefault(f"delta={r['delta']},mode={r['mode']}" + (",exclude_self" if r["exclude_self"] else "")
+                         + (f",scales={r['scales']}" if r["scales"] else ""), []).append([r["alpha"], r["mean"], r["std"]])
     curve = {k: sorted(v) for k, v in curve.items() if len(v) > 1}
     return rows, curve
 

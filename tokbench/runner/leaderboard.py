@@ -33,8 +33,11 @@ def collect(runs_dir: str | Path, suite: str | None = None) -> list[dict]:
 
 
 def _pfid_key(p: dict) -> str:
+    """Column name: the codebook neighbour rule is part of it (a column never mixes rules); LFQ/FSQ rows keep their
+    natural neighbours under either rule, and each row's `pFID rule` says which rule its number used."""
     sc = f" scales={p['scales']}" if p.get("scales") else ""
-    return f"pFID α={p['alpha']:g} δ={p['delta']:g} ({p['mode']}{sc})"
+    xs = ", excl. self" if p.get("exclude_self") else ""
+    return f"pFID α={p['alpha']:g} δ={p['delta']:g} ({p['mode']}{xs}{sc})"
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -74,12 +77,15 @@ def build(results: Sequence[dict]) -> dict:
         row = {"tokenizer": r["tokenizer"]["name"], "family": info.get("family"),
                "tokens": info.get("tokens_per_image"), "vocab": info.get("vocab_size"),
                "quantizer": info.get("quantizer"), "rFID": m.get("rfid")}
+        rules = []
         for p in m.get("pfid") or []:
             k = _pfid_key(p)
             if k not in pfid_cols:
                 pfid_cols.append(k)
             row[k] = p["mean"]
             row[k + " std"] = p["std"] if len(p["values"]) > 1 else None
+            rules.append(p.get("rule") or p["mode"])
+        row["pFID rule"] = "/".join(dict.fromkeys(rules)) or None
         row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
                     "entropy_norm": cb.get("entropy_norm"), "usage/256img": cb.get("usage_per_window"),
                     "PSNR": m.get("psnr"), "SSIM": m.get("ssim"),
@@ -97,7 +103,7 @@ def build(results: Sequence[dict]) -> dict:
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
     columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols +
-               ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
+               (["pFID rule"] if pfid_cols else []) + ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
                 "weights_sha256"])
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
@@ -176,9 +182,13 @@ def protocol_lines(proto: dict) -> list[str]:
         f" sqrt: {fid['sqrt']}; uint8: {proto['uint8']}",
     ]
     if proto.get("pfid"):
-        s = "; ".join(f"α={x['alpha']:g}, δ={x['delta']:g}, β={x['beta']:g}, {x['mode']} rule, seeds {x['seeds']}"
+        s = "; ".join(f"α={x['alpha']:g}, δ={x['delta']:g}, β={x['beta']:g}, {x['mode']} rule"
+                      + (" excluding the current id" if x.get("exclude_self") else "") + f", seeds {x['seeds']}"
                       for x in proto["pfid"]["settings"])
-        lines.append(f"- pFID: {s} (mean ± std over seeds; {proto['pfid']['rng']})")
+        lines.append(f"- pFID: {s} (mean ± std over seeds; {proto['pfid']['rng']}). Codebooks: `feature` = the δ codes "
+                     "nearest to the encoder feature (RobustTok), `code` = nearest to the assigned code; LFQ: Hamming "
+                     "shells, FSQ: ±1 grid steps. A re-drawn token may draw itself back: realised share α(δ−1)/δ "
+                     "(α with exclude_self)")
     if proto.get("codebook"):
         lines.append(f"- codebook statistics on clean tokens; usage/256img = ViT-VQGAN usage per "
                      f"{proto['codebook']['window']}-image window")

@@ -19,7 +19,8 @@ File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces
       "uint8": "floor(255*x01+0.5) after clamp", "decode_dtype": "float32",
       "fid": {"extractor": {extractor.protocol incl. weights_sha256, random_weights}, "reference": {"cache_key", "n"},
               "sqrt": SQRT_METHOD, "statistics": "float64 sums"},
-      "pfid": {"settings": [{alpha, delta, beta, mode, scales, seeds}], "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL},
+      "pfid": {"settings": [{alpha, delta, beta, mode, scales, exclude_self, seeds}], "rng": RNG_PROTOCOL,
+               "rule": RULE_PROTOCOL, "realised_share": REALISED_SHARE},
       "codebook": {"window": 256, "on": "clean tokens"},
       "psnr": PSNR_PROTOCOL, "ssim": SSIM_PROTOCOL, "metrics": ["rfid", "pfid", …],
       "hash": sha256 of all the above (rows of a leaderboard must share it)
@@ -30,9 +31,11 @@ File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces
           "images_per_s", "bad_images": [{"index", "path", "reason"}], "resumed_chunks": k},
   "metrics": {
       "rfid": float | null,
-      "pfid": [{"alpha", "delta" (as given: int or fraction), "delta_abs": {"space0": int, …}, "mode", "scales",
-                "beta", "seeds": [0, 1, 2], "values": [pFID per seed], "mean", "std" (sample std, 0 for one seed),
-                "replacement_rate": [realised per seed], "replacement_rate_mean"}],
+      "pfid": [{"alpha", "delta" (as given: int or fraction), "delta_abs": {"space0": int, …}, "mode" (requested
+                codebook rule), "rule" (realised, e.g. "feature", "hamming", "fsq-grid"), "rules": {"space0": rule, …},
+                "exclude_self", "scales", "beta", "seeds": [0, 1, 2], "values": [pFID per seed], "mean",
+                "std" (sample std, 0 for one seed), "replacement_rate": [realised per seed; null = undefined, no
+                eligible token], "replacement_rate_mean"}],
       "pfid_curve": {"delta=<δ>,mode=<m>": [[alpha, mean, std], …]}   (when several α share a δ),
       "psnr": float, "ssim": float, "image_quality": {…ImageQuality.summary()},
       "codebook": {CodebookStats.summary(): usage, perplexity, entropy_norm, usage_per_window, headline_over,
@@ -59,7 +62,12 @@ SCHEMA = "tokbench.result/1"
 UINT8_RULE = "floor(255*x01+0.5) after clamp to [0,1]"
 RNG_PROTOCOL = "counter-based: lowbias32 hash of (seed, stream, global image index, flat token position)"
 RULE_PROTOCOL = ("image perturbed iff u_img < beta; token re-drawn iff u <= alpha; rank j = floor(u_j*delta) among "
-                 "the delta nearest (rank 0 = itself): codebook code/feature rule, binary Hamming shells, FSQ ±1 steps")
+                 "the delta nearest (rank 0 = itself; exclude_self: floor(u_j*(delta-1)) among the others): codebook "
+                 "feature rule (nearest to the encoder feature, RobustTok's) or code rule (nearest to the assigned "
+                 "code), binary Hamming shells, FSQ ±1 steps")
+REALISED_SHARE = ("a re-drawn token may draw itself back: expected share of changed tokens alpha*(delta-1)/delta, or "
+                  "alpha with exclude_self (FSQ clipping at the grid edge lowers both); the measured share is "
+                  "replacement_rate")
 
 
 def stable_hash(obj: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..perturb import PerturbSetting
+from ..perturb import DEFAULT_MODE, PerturbSetting
 
 KNOWN_METRICS = ("rfid", "pfid", "usage", "psnr", "ssim")
 GFID_KEYS = ("generators", "reference", "num", "seed")
@@ -32,7 +32,8 @@ SAMPLE_SUITE: dict = {
     "crop": "adm",
     "tokenizers": ["available"],
     "metrics": ["rfid", "pfid", "usage", "psnr", "ssim"],
-    "pfid": {"alpha": [0.5], "delta": [0.1], "seeds": [0], "mode": "code", "beta": 1.0, "scales": None},
+    "pfid": {"alpha": [0.5], "delta": [0.1], "seeds": [0], "mode": "feature", "exclude_self": False, "beta": 1.0,
+             "scales": None},
     "fid": {"extractor": "inception-v3-compat", "weights": None, "feature": "64"},
     "batch_size": 36,
     "chunk_size": 256,
@@ -46,14 +47,15 @@ class PfidSpec:
     alpha: list[float] = field(default_factory=lambda: [0.5])
     delta: list[float] = field(default_factory=lambda: [100])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    mode: str = "code"
+    mode: str = DEFAULT_MODE  # codebook neighbour rule: "feature" (RobustTok's) or "code"; LFQ/FSQ: natural neighbours
+    exclude_self: bool = False  # True: draw among the candidates other than the current id (realised share α)
     beta: float = 1.0
     scales: list[int] | None = None
 
     def settings(self) -> list[PerturbSetting]:
         """Every (α, δ, seed) as a PerturbSetting, in a stable order (α, then δ, then seed)."""
         sc = tuple(self.scales) if self.scales is not None else None
-        return [PerturbSetting(float(a), d, self.beta, int(s), self.mode, sc)
+        return [PerturbSetting(float(a), d, self.beta, int(s), self.mode, sc, bool(self.exclude_self))
                 for a in self.alpha for d in self.delta for s in self.seeds]
 
 
@@ -163,6 +165,8 @@ def apply_overrides(suite: Suite, **kw: Any) -> Suite:
         s.pfid.seeds = list(kw["pfid_seeds"])
     if kw.get("pfid_mode"):
         s.pfid.mode = kw["pfid_mode"]
+    if kw.get("pfid_exclude_self") is not None:
+        s.pfid.exclude_self = bool(kw["pfid_exclude_self"])
     if kw.get("fid_weights"):
         s.fid = dict(s.fid, weights=str(kw["fid_weights"]))
     s.__post_init__()
