@@ -29,11 +29,96 @@ def test_vectorised_rows_equal_scipy_with_ties(seed, method):
 
 
 @pytest.mark.parametrize("method", stats.METHODS)
-def test_point_is_scipy(method):
+def test_point_value_is_scipy(method):
     x = [3.1, 1.2, 5.0, 5.0, 2.2, 9.9]
     y = [2.0, 1.0, 4.0, 3.5, 2.0, 7.0]
-    ref = SCIPY[method](x, y)
-    assert stats.point(method, x, y) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    assert stats.point(method, x, y)[0] == pytest.approx(SCIPY[method](x, y).statistic, abs=1e-12)
+
+
+def _scipy_exact_permutation_p(method, x, y):
+    """scipy's own exact permutation p (every ordering enumerated), with scipy's own statistic."""
+    fn = {"pearson": lambda a: sps.pearsonr(a, y).statistic, "spearman": lambda a: sps.spearmanr(a, y).statistic,
+          "kendall": lambda a: sps.kendalltau(a, y).statistic}[method]
+    return sps.permutation_test((np.asarray(x, float),), fn, permutation_type="pairings", n_resamples=np.inf,
+                                vectorized=False, alternative="two-sided").pvalue
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 6])
+@pytest.mark.parametrize("method", stats.METHODS)
+@pytest.mark.parametrize("tied", [False, True])
+def test_p_values_equal_scipys_exact_ones(n, method, tied):
+    rng = np.random.default_rng(10 * n + tied)
+    x = rng.normal(size=n)
+    y = x + rng.normal(size=n)
+    if tied:
+        x[1] = x[0]
+    got = stats.significance(method, x, y)
+    assert got["p"] == pytest.approx(_scipy_exact_permutation_p(method, x, y), abs=1e-12)
+    assert "exact" in got["p_method"]
+    if method == "kendall" and not tied:
+        assert got["p"] == pytest.approx(sps.kendalltau(x, y, method="exact").pvalue, abs=1e-12)
+
+
+def test_exact_p_at_n3_is_one_third_not_zero():
+    """The issue's case: ρ = +1 at n = 3. Of the 6 orderings one gives +1 and one −1: two-sided p = 2/6."""
+    for m in ("spearman", "kendall", "pearson"):
+        v, p = stats.point(m, [1, 2, 3], [10, 20, 30])
+        assert v == pytest.approx(1.0) and p == pytest.approx(1 / 3)
+    assert sps.spearmanr([1, 2, 3], [10, 20, 30]).pvalue < 1e-6  # the asymptotic p this replaces
+
+
+def test_spearman_dynamic_programming_null_is_exact_beyond_enumeration():
+    """n = 9…12 (no enumeration in the tests): the DP counts sum to n!, are symmetric, and match a direct
+    enumeration at n = 8."""
+    import itertools
+    import math
+    for n in (8, 9, 12):
+        c = stats._spearman_null_counts(n)
+        assert int(c.sum()) == math.factorial(n)
+        nz = np.flatnonzero(c)
+        assert np.array_equal(c[nz], c[nz][::-1])
+    direct = np.bincount([sum(i * v for i, v in enumerate(p)) for p in itertools.permutations(range(8))])
+    assert np.array_equal(direct, stats._spearman_null_counts(8)[: len(direct)])
+
+
+def test_interval_coverage_at_n8_bivariate_normal():
+    """The chosen 95% interval covers the population coefficient 92–98 % of the time at n = 8 (2,000 samples per
+    correlation, fixed seed; Monte Carlo SE ≈ 0.5 %). Population values under a bivariate normal with correlation r:
+    Spearman 6/π·asin(r/2), Kendall 2/π·asin(r). A percentile bootstrap fails this for Pearson (≈ 0.88)."""
+    rng = np.random.default_rng(2024)
+    n, reps = 8, 2000
+    for r in (0.0, 0.5, 0.8):
+        z = rng.standard_normal((reps, n, 2))
+        X = z[..., 0]
+        Y = r * z[..., 0] + np.sqrt(1 - r * r) * z[..., 1]
+        truth = {"pearson": r, "spearman": 6 / np.pi * np.arcsin(r / 2), "kendall": 2 / np.pi * np.arcsin(r)}
+        for m in stats.METHODS:
+            est = stats.ROWS[m](X, Y)
+            cis = [stats.interval(m, float(v), n) for v in est]
+            cover = np.mean([c["ci_low"] <= truth[m] <= c["ci_high"] for c in cis])
+            assert abs(cover - 0.95) <= 0.03, (m, r, cover)
+
+
+def test_verdict_never_contradicts_p_and_interval():
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(300):
+        n = int(rng.integers(3, 13))
+        x = rng.normal(size=n)
+        y = rng.normal(scale=0.5) * x + rng.normal(size=n)
+        sign = float(rng.choice([1.0, -1.0]))
+        sig = stats.significance("spearman", x, y)
+        ci = stats.interval("spearman", sig["value"], n)
+        v = stats.verdict(sign * sig["value"], sig["p"], ci, sign)
+        seen.add(v.split(" ")[0])
+        if v.startswith("yes") or v.startswith("reversed"):
+            assert sig["p"] < 0.05
+            if ci is not None:
+                lo, hi = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))
+                assert (lo > 0) if v.startswith("yes") else (hi < 0)
+        else:
+            assert v.startswith("unclear")
+    assert {"yes", "unclear"} <= seen
 
 
 def test_textbook_values():

@@ -122,8 +122,15 @@ def analyse_pair(df: pd.DataFrame, metric: str, target: str, *, methods: Sequenc
             msg.append(f"tie in {metric if kind == 'metric' else target}: {', '.join(g['tokenizers'])} share "
                        f"{g['value']:g} (mean ranks; τ-b corrects for ties)")
     for m in methods:
-        value, p = stats.point(m, x, y)
-        res["coefficients"][m] = {"value": value, "p": p, "agreement": None if sign is None else sign * value}
+        sig = stats.significance(m, x, y)
+        value = sig["value"]
+        res["coefficients"][m] = {"value": value, "p": sig["p"], "p_method": sig["p_method"],
+                                  "agreement": None if sign is None else sign * value,
+                                  "interval": stats.interval(m, value, n, confidence)}
+    res["verdict"] = _verdict(res, confidence)
+    if n < stats.MIN_N_INTERVAL:
+        msg.append(f"n = {n}: exact permutation p-values but no interval (Fisher-z intervals need at least "
+                   f"{stats.MIN_N_INTERVAL} tokenizers)")
     if n < MIN_N_RESAMPLE:
         res["status"] = "few"
         msg.append(f"only {n} tokenizers: point estimates and p-values only; no bootstrap CI or leave-one-out "
@@ -142,6 +149,14 @@ def analyse_pair(df: pd.DataFrame, metric: str, target: str, *, methods: Sequenc
         msg.append(f"n = {n}: with so few tokenizers one tokenizer can move the verdict; read the leave-one-out "
                    "range and the CI, not only the point estimate")
     return res
+
+
+def _verdict(res: dict, confidence: float) -> str:
+    """The one verdict (Spearman's p and interval; stats.verdict): never contradicts the printed p and CI."""
+    c = res["coefficients"].get("spearman")
+    if not c:
+        return "–"
+    return stats.verdict(c.get("agreement"), c.get("p"), c.get("interval"), res["expected_sign"], 1.0 - confidence)
 
 
 def compare_pair(df: pd.DataFrame, a: str, b: str, target: str, *, methods: Sequence[str] = ("spearman", "kendall"),
@@ -258,7 +273,9 @@ def build_report(df: pd.DataFrame, target: str, metrics: Sequence[str], *, by: s
             "by": by, "collapse": collapse, "inputs": inputs or {}, "notes": notes,
             "settings": {"methods": list(methods), "n_resamples": n_resamples, "seed": seed,
                          "confidence": confidence, "bootstrap": "percentile, resampling tokenizers with replacement",
-                         "min_n_coefficient": MIN_N_COEF, "min_n_bootstrap": MIN_N_RESAMPLE},
+                         "p_values": P_VALUE_NOTE, "interval": INTERVAL_NOTE, "verdict": VERDICT_NOTE,
+                         "min_n_coefficient": MIN_N_COEF, "min_n_bootstrap": MIN_N_RESAMPLE,
+                         "min_n_interval": stats.MIN_N_INTERVAL},
             "direction_note": DIRECTION_NOTE, "sections": sections}
 
 
@@ -266,3 +283,12 @@ DIRECTION_NOTE = ("FID-like metrics (rFID, pFID, gFID) are lower-is-better, so a
                   "positive correlation with it; higher-is-better metrics (PSNR, SSIM, usage, perplexity) agree "
                   "with gFID through a negative one. `agreement` = coefficient × expected sign: positive means the "
                   "metric orders tokenizers as the target does.")
+
+P_VALUE_NOTE = ("two-sided permutation p-values: Spearman without ties exact over all n! orderings; Kendall without "
+                "ties scipy's exact distribution; Pearson or ties scipy.stats.permutation_test, exact while n ≤ 8, "
+                f"else {stats.MC_RESAMPLES:,} Monte Carlo resamples (seed {stats.MC_SEED})")
+INTERVAL_NOTE = ("Fisher-z intervals (Pearson se 1/sqrt(n-3); Spearman Bonett-Wright sqrt((1+ρ²/2)/(n-3)); Kendall "
+                 f"sqrt(0.437/(n-4))) for n ≥ {stats.MIN_N_INTERVAL}; coverage checked by simulation at n = 8; "
+                 "the percentile bootstrap is kept for reference and paired comparisons")
+VERDICT_NOTE = ("'agrees?' from Spearman: yes / reversed only when p < 1 − confidence AND the interval excludes 0 "
+                "on that side; otherwise unclear, saying why")

@@ -130,8 +130,10 @@ def page(report: dict, *, data_rows: list[dict] | None = None, data_columns: Seq
              f"<h2>Which metric predicts {e(report['target'])}?</h2>",
              f"<p>{e(report['direction_note'])}</p>"]
     st = report["settings"]
-    parts.append(f'<p class="note">Pearson / Spearman / Kendall τ_b with scipy p-values; {st["confidence"]:.0%} '
-                 f"{e(st['bootstrap'])}, {st['n_resamples']:,} resamples, seed {st['seed']}.</p>")
+    parts.append(f'<p class="note">Pearson / Spearman / Kendall τ_b; p: {e(st.get("p_values", "scipy"))}. '
+                 f"{st['confidence']:.0%} CI: {e(st.get('interval', st['bootstrap']))}. Verdict: "
+                 f"{e(st.get('verdict', ''))}. Comparisons: paired {e(st['bootstrap'])} bootstrap, "
+                 f"{st['n_resamples']:,} resamples, seed {st['seed']}.</p>")
     if report.get("coverage"):
         parts.append(f"<p><b>Coverage</b> (distinct tokenizers): {e(render.coverage_text(report['coverage']))}.</p>")
     for n in report.get("notes", []):

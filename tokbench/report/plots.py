@@ -86,8 +86,8 @@ def metric_figure(result: dict, section_label: str, out_dir: Path, stem: str) ->
     a2.set_xlabel(f"rank of {result['metric']} (1 = lowest)")
     a2.set_ylabel(f"rank of {result['target']} (1 = lowest)")
     sp, kd = c.get("spearman", {}), c.get("kendall", {})
-    ci = sp.get("bootstrap")
-    ci_txt = f", 95% CI [{_fmt(ci['ci_low'])}, {_fmt(ci['ci_high'])}]" if ci else ""
+    ci = sp.get("interval")
+    ci_txt = f", {ci['confidence']:.0%} CI [{_fmt(ci['ci_low'])}, {_fmt(ci['ci_high'])}]" if ci else ""
     a2.set_title(f"ranks: {SYMBOL['spearman']} = {_fmt(sp.get('value'))}{ci_txt}, "
                  f"{SYMBOL['kendall']} = {_fmt(kd.get('value'))}")
     for ax in (a1, a2):

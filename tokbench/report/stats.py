@@ -6,11 +6,28 @@ well under a second; scipy's functions work one sample at a time. The vectorised
 in the tests (they agree to rounding). Degenerate samples (a constant column, which a resample of few tokenizers
 produces whenever it draws the same tokenizer, or tied values, n times) have no defined coefficient: they come back
 as NaN and are *counted*, never silently mixed in.
+
+Small n (3…12 tokenizers), where asymptotic formulas fail (scipy's t-approximation prints p = 0 for a perfect ρ at
+n = 3, whose exact p is 1/3):
+- p-values are permutation p-values (two-sided, as scipy.stats.permutation_test: 2·min(P(≥), P(≤)), at most 1).
+  Spearman without ties: the exact null distribution over all n! orderings, by dynamic programming over subsets
+  (any n ≤ 20). Kendall without ties: scipy's exact distribution. Pearson, or ties: scipy.stats.permutation_test,
+  exact enumeration while n! ≤ EXACT_ENUMERATION_MAX (n ≤ 8), else Monte Carlo with MC_RESAMPLES fixed-seed
+  resamples. Every p carries its method (`p_method`).
+- intervals (n ≥ MIN_N_INTERVAL = 5) are Fisher-z intervals tanh(atanh(c) ± z·se): Pearson se = 1/sqrt(n-3),
+  Spearman se = sqrt((1 + ρ²/2)/(n-3)) (Bonett & Wright 2000), Kendall se = sqrt(0.437/(n-4)) (Fieller, Hartley &
+  Pearson 1957). A simulation test checks their coverage at n = 8 on a bivariate normal (within ±3 % of 95 %);
+  the percentile bootstrap over 8 tokenizers covers only about 87–90 % (Pearson) or over-covers (rank methods), so it
+  is kept for reference and for paired comparisons, not for the verdict. A coefficient of exactly ±1 (common for
+  rank methods at small n) has no finite z: it is replaced by the nearest attainable value (one adjacent swap) for
+  the interval only, a continuity correction.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -21,23 +38,136 @@ SYMBOL = {"pearson": "r", "spearman": "ρ", "kendall": "τ_b"}
 _CHUNK_ELEMS = 4_000_000  # bound on the temporary arrays of the vectorised Kendall (B × pairs)
 
 
-def point(method: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(coefficient, two-sided p-value) from scipy; (nan, nan) when undefined (constant input, n < 2)."""
+EXACT_ENUMERATION_MAX = 40_320  # n! up to 8!: scipy.stats.permutation_test enumerates every ordering
+MC_RESAMPLES = 100_000  # above: Monte Carlo permutation p with this many resamples (seed MC_SEED)
+MC_SEED = 0
+MIN_N_INTERVAL = 5  # Kendall's Fisher-z variance needs n > 4; the simulation test covers n = 8
+Z_CORRECTION = "continuity: |c| = 1 replaced by the nearest attainable value for the interval"
+
+
+def coefficient(method: str, x: np.ndarray, y: np.ndarray) -> float:
+    """The coefficient alone (nan when undefined)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
+    if method not in ROWS:
+        raise ValueError(f"unknown correlation method {method!r}; choose from {', '.join(METHODS)}")
     if len(x) < 2 or is_constant(x) or is_constant(y):
-        return float("nan"), float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on n < 3 etc.; the caller reports those cases itself
-        if method == "pearson":
-            res = sps.pearsonr(x, y)
-        elif method == "spearman":
-            res = sps.spearmanr(x, y)
-        elif method == "kendall":
-            res = sps.kendalltau(x, y, variant="b")
-        else:
-            raise ValueError(f"unknown correlation method {method!r}; choose from {', '.join(METHODS)}")
-    return float(res.statistic), float(res.pvalue)
+        return float("nan")
+    return float(ROWS[method](x[None, :], y[None, :])[0])
+
+
+def point(method: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(coefficient, two-sided permutation p-value); (nan, nan) when undefined (constant input, n < 2)."""
+    r = significance(method, x, y)
+    return r["value"], r["p"]
+
+
+def significance(method: str, x: np.ndarray, y: np.ndarray) -> dict:
+    """{value, p, p_method}: the coefficient and its two-sided permutation p-value (see the module docstring)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    value = coefficient(method, x, y)
+    if math.isnan(value):
+        return {"value": value, "p": float("nan"), "p_method": "undefined"}
+    n = len(x)
+    no_ties = len(np.unique(x)) == n and len(np.unique(y)) == n
+    if method == "spearman" and no_ties and n <= 20:
+        return {"value": value, "p": _spearman_exact_p(x, y), "p_method": f"exact permutation ({math.factorial(n)} "
+                                                                          "orderings, dynamic programming)"}
+    if method == "kendall" and no_ties:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(sps.kendalltau(x, y, method="exact", variant="b").pvalue)
+        return {"value": value, "p": p, "p_method": "exact (scipy kendalltau method='exact')"}
+    exact = math.factorial(n) <= EXACT_ENUMERATION_MAX
+    res = sps.permutation_test((x,), lambda a, axis=-1: ROWS[method](np.atleast_2d(a), np.broadcast_to(
+        y, np.atleast_2d(a).shape)).reshape(np.shape(a)[:-1]), permutation_type="pairings", vectorized=True,
+        n_resamples=np.inf if exact else MC_RESAMPLES, alternative="two-sided", rng=np.random.default_rng(MC_SEED))
+    how = (f"exact permutation ({math.factorial(n)} orderings, scipy permutation_test)" if exact else
+           f"Monte Carlo permutation ({MC_RESAMPLES:,} resamples, seed {MC_SEED}, scipy permutation_test)")
+    return {"value": value, "p": float(res.pvalue), "p_method": how + (", ties" if not no_ties else "")}
+
+
+@lru_cache(maxsize=None)
+def _spearman_null_counts(n: int) -> np.ndarray:
+    """Counts of S = Σ_i i·π(i) (0-based) over all n! permutations π: subset dynamic programming, exact integers."""
+    smax = sum(i * i for i in range(n))
+    cur = {0: np.zeros(smax + 1, dtype=np.int64)}
+    cur[0][0] = 1
+    for i in range(n):
+        nxt: dict[int, np.ndarray] = {}
+        for mask, arr in cur.items():
+            for v in range(n):
+                if mask >> v & 1:
+                    continue
+                a = nxt.setdefault(mask | 1 << v, np.zeros(smax + 1, dtype=np.int64))
+                shift = i * v
+                a[shift:] += arr[:smax + 1 - shift]
+        cur = nxt
+    return cur[(1 << n) - 1]
+
+
+def _spearman_exact_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact p of Spearman's ρ without ties: ρ is increasing in S = Σ rank_x·rank_y, whose null
+    distribution over all orderings is exact; p = 2·min(P(S ≥ s), P(S ≤ s)), at most 1 (permutation_test's rule)."""
+    n = len(x)
+    rx = np.argsort(np.argsort(x))
+    ry = np.argsort(np.argsort(y))
+    s = int((rx * ry).sum())
+    counts = _spearman_null_counts(n)
+    total = math.factorial(n)
+    ge = int(counts[s:].sum())
+    le = int(counts[: s + 1].sum())
+    return min(1.0, 2 * min(ge, le) / total)
+
+
+def interval(method: str, value: float, n: int, confidence: float = 0.95) -> dict | None:
+    """The Fisher-z interval of a coefficient (module docstring); None below MIN_N_INTERVAL or when undefined."""
+    if n < MIN_N_INTERVAL or value is None or math.isnan(value):
+        return None
+    c = float(value)
+    if abs(c) >= 1.0:  # the nearest attainable value: one adjacent swap
+        step = {"spearman": 12.0 / (n * (n * n - 1)), "kendall": 4.0 / (n * (n - 1)), "pearson": 1e-6}[method]
+        c = math.copysign(1.0 - step, c)
+    if method == "pearson":
+        se = 1.0 / math.sqrt(n - 3)
+    elif method == "spearman":
+        se = math.sqrt((1.0 + c * c / 2.0) / (n - 3))
+    elif method == "kendall":
+        se = math.sqrt(0.437 / (n - 4))
+    else:
+        raise ValueError(f"unknown correlation method {method!r}")
+    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    m = math.atanh(c)
+    return {"ci_low": math.tanh(m - z * se), "ci_high": math.tanh(m + z * se), "confidence": confidence,
+            "method": INTERVAL_METHOD[method], "corrected": abs(float(value)) >= 1.0}
+
+
+INTERVAL_METHOD = {"pearson": "Fisher z, se 1/sqrt(n-3)",
+                   "spearman": "Fisher z, Bonett-Wright se sqrt((1+rho^2/2)/(n-3))",
+                   "kendall": "Fisher z, Fieller-Hartley-Pearson se sqrt(0.437/(n-4))"}
+
+
+def verdict(agreement: float | None, p: float | None, ci: dict | None, sign: float | None,
+            level: float = 0.05) -> str:
+    """The one verdict rule: "yes"/"reversed" only when the printed p is below `level` AND the printed interval
+    (when there is one) excludes 0 on the same side; "unclear" otherwise, saying why. It never contradicts them."""
+    if agreement is None or p is None or math.isnan(agreement) or math.isnan(p):
+        return "–"
+    sig = p < level
+    if ci is None:
+        if not sig:
+            return f"unclear (p ≥ {level:g})"
+        return (f"yes (p < {level:g}; no CI)" if agreement > 0 else f"reversed (p < {level:g}; no CI)"
+                if agreement < 0 else "none")
+    lo, hi = sorted(((sign or 1.0) * ci["ci_low"], (sign or 1.0) * ci["ci_high"]))
+    if sig and lo > 0:
+        return f"yes (p < {level:g}, CI > 0)"
+    if sig and hi < 0:
+        return f"reversed (p < {level:g}, CI < 0)"
+    if not sig and lo <= 0 <= hi:
+        return f"unclear (p ≥ {level:g}, CI spans 0)"
+    return "unclear (p and CI disagree)"
 
 
 def is_constant(x: np.ndarray) -> bool:
