@@ -74,6 +74,14 @@ class Preset:
         cfg = self.config() if callable(self.config) else self.config
         return copy.deepcopy(cfg)
 
+    @property
+    def published(self) -> list[dict]:
+        """The numbers this preset's paper / repository publishes, with protocol and source (results/published.csv;
+        empty when the file is not installed)."""
+        from .published import published_rows
+
+        return published_rows(self.name)
+
 
 _FAMILIES: dict[str, Family] = {}
 _PRESETS: dict[str, Preset] = {}

@@ -21,7 +21,7 @@ NAME_COLUMN = "tokenizer"
 # Metric columns that are not metrics: kept as text, never correlated.
 TEXT_COLUMNS = {"tokenizer", "family", "preset", "generator", "generator_params", "gfid_protocol", "rfid_protocol",
                 "pfid_protocol", "protocol", "protocol_hash", "source", "notes", "quantizer", "sampler", "cfg",
-                "set", "suite", "weights"}
+                "set", "suite", "weights", "rfid_source", "pfid_source", "gfid_source", "other_source"}
 # Numeric columns that describe a tokenizer rather than measure it (never a default metric).
 DESCRIPTIVE_COLUMNS = {"tokens", "vocab", "vocab_size", "tokens_per_image", "params", "generator_params_m",
                        "resolution"}
