@@ -114,3 +114,38 @@ def test_paper_suite_follows_or_refuses():
     assert "pfid" not in paper_suite("llamagen-vq8", "llamagen_vq")["metrics"]
     with pytest.raises(ValueError, match="crop"):
         paper_suite("titok-l32", "titok")  # torchvision Resize + CenterCrop: tokbench has only the ADM crop
+
+
+def _result(name: str, rfid: float, pfid: float, num: int = 50000) -> dict:
+    return {"status": "ok", "suite": {"name": "paper-R-LG"}, "run": {"versions": {}},
+            "tokenizer": {"name": name, "info": {"family": "llamagen_vq"}, "weights": None},
+            "protocol": {"hash": "h", "crop": "adm", "num_images": num},
+            "metrics": {"rfid": rfid, "pfid": [{"alpha": 1.0, "delta": 900, "mode": "feature", "rule": "feature",
+                                                 "values": [pfid], "mean": pfid, "std": 0.0}]}}
+
+
+def test_leaderboard_shows_ours_the_papers_the_difference_and_the_protocol_gap():
+    from tokbench.runner.leaderboard import build
+
+    board = build([_result("llamagen-vq16", 2.5, 14.0), _result("tokbench-zoo-conv-k64", 1.0, 2.0)])
+    row = next(r for r in board["rows"] if r["tokenizer"] == "llamagen-vq16")
+    assert row["rFID (paper)"] == 2.19 and row["ΔrFID (ours − paper)"] == pytest.approx(0.31)
+    assert row["pFID (paper)"] == 13.12 and row["ΔpFID (ours − paper)"] == pytest.approx(0.88)
+    assert row["paper protocol"] == "R-LG / P-RT" and "TensorFlow" in row["protocol differences"]
+    assert "unpublished" in row["protocol differences"] and "ΔrFID (ours − paper)" in board["columns"]
+    zoo = next(r for r in board["rows"] if r["tokenizer"] == "tokbench-zoo-conv-k64")
+    assert zoo.get("rFID (paper)") is None
+    small = build([_result("llamagen-vq16", 2.5, 14.0, num=1000)])["rows"][0]
+    assert "N 1000" in small["protocol differences"]
+
+
+def test_run_protocol_paper_is_clear_about_what_it_cannot_do(capsys):
+    from tokbench.cli import main
+    from tokbench.commands.run import paper_suites
+
+    (s,) = paper_suites(["llamagen-vq16"], "/data/val")
+    assert s.name == "paper-R-LG" and s.pfid.mode == "feature" and s.tokenizers == ["llamagen-vq16"]
+    assert main(["run", "--protocol", "paper"]) != 0
+    assert "--tokenizer" in capsys.readouterr().err
+    assert main(["run", "--protocol", "paper", "--tokenizer", "titok-l32"]) != 0
+    assert "crop" in capsys.readouterr().err

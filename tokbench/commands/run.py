@@ -44,6 +44,11 @@ def _metrics(s: str) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default=None, help="suite YAML or name in benchmarks/ (default: the embedded 'sample')")
+    p.add_argument("--protocol", choices=["suite", "paper"], default="suite",
+                   help="'paper': measure each --tokenizer under its paper's published rFID/pFID protocol (ImageNet "
+                        "val 50k via --data, the family's crop, RobustTok's pFID where one is published; refused "
+                        "where tokbench cannot reproduce the protocol); the leaderboard shows ours, the paper's, the "
+                        "difference and the protocol differences (results/published.csv)")
     p.add_argument("--tokenizer", action="append", default=None, metavar="NAME",
                    help="preset name, 'all' or 'available' (repeatable; default: the suite's list)")
     p.add_argument("--data", default=None, help="image folder, 'sample', or its split 'sample:heldout' / 'sample:train' "
@@ -144,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     from ..runner import RunOptions, apply_overrides, load_suite, run_suite, summary_table
 
     metrics = [m for m in args.metrics if m != "gfid"] if args.metrics else None
+    if args.protocol == "paper":
+        return _run_paper(args, metrics)
     suite = load_suite(args.suite)
     generators = _generators_wanted(args, suite)
     suite = apply_overrides(suite, data=args.data, num_images=args.num_images, batch_size=args.batch_size,
@@ -167,3 +174,43 @@ def run(args: argparse.Namespace) -> int:
         if opts.leaderboard_dir is not None:
             print(f"leaderboard: {opts.leaderboard_dir / 'leaderboard.md'}")
     return 0 if all(r.get("status") == "ok" for r in results) and not gfid_failed else 3
+
+
+def paper_suites(names: list[str], data: str | None) -> list:
+    """One suite per tokenizer from its paper's protocol (tokbench.published.paper_suite); a clear error when a
+    preset is unknown or its protocol cannot be reproduced."""
+    from ..published import paper_suite
+    from ..registry import get_preset
+    from ..runner.suite import Suite
+
+    return [Suite.from_dict(paper_suite(n, get_preset(n).family, data), file="(paper protocol)") for n in names]
+
+
+def _run_paper(args: argparse.Namespace, metrics: list[str] | None) -> int:
+    import os
+
+    import torch
+
+    from ..runner import RunOptions, apply_overrides, run_suite, summary_table
+
+    if args.suite:
+        raise ValueError("--protocol paper builds each tokenizer's suite from its paper's protocol: drop --suite")
+    if not args.tokenizer:
+        raise ValueError("--protocol paper needs --tokenizer NAME (a preset with published numbers; see "
+                         "results/published.csv)")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    results = []
+    for suite in paper_suites(args.tokenizer, args.data):
+        suite = apply_overrides(suite, num_images=args.num_images, batch_size=args.batch_size,
+                                chunk_size=args.chunk_size, metrics=metrics or None, fid_weights=args.fid_weights)
+        lb = Path(args.leaderboard_dir) / suite.name if args.leaderboard_dir else None
+        opts = RunOptions(out_dir=Path(args.out), device=device, save_images=args.save_images,
+                          skip_bad_images=args.skip_bad_images,
+                          cache_dir=Path(args.cache_dir) if args.cache_dir else None, force=args.force,
+                          progress=not args.no_progress, leaderboard_dir=lb)
+        results += run_suite(suite, opts)
+        if int(os.environ.get("RANK", "0")) == 0 and lb is not None:
+            print(f"leaderboard ({suite.description}): {lb / 'leaderboard.md'}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary_table(results))
+    return 0 if all(r.get("status") == "ok" for r in results) else 3

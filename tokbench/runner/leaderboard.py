@@ -100,15 +100,48 @@ def build(results: Sequence[dict]) -> dict:
             d = _gfid_summary(g)
             gfid_protocols.setdefault(json.dumps(d, sort_keys=True), dict(d, tokenizers=[]))["tokenizers"].append(
                 r["tokenizer"]["name"])
+    paper_cols = _add_published(rows, pfid_cols, ref)
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
     columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols +
                (["pFID rule"] if pfid_cols else []) + ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
-                "weights_sha256"])
+                "weights_sha256"] + paper_cols)
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
             "gfid_protocols": list(gfid_protocols.values()),
             "failed": failed, "refused": refused, "versions": ref["run"].get("versions")}
+
+
+PAPER_COLUMNS = ["rFID (paper)", "ΔrFID (ours − paper)", "pFID (paper)", "ΔpFID (ours − paper)", "paper protocol",
+                 "protocol differences"]
+
+
+def _add_published(rows: list[dict], pfid_cols: list[str], ref: dict) -> list[str]:
+    """Beside our numbers, the preset's published ones (results/published.csv), the difference and what differs in
+    protocol. The paper's pFID (α, δ) is unpublished: ΔpFID compares it with our first pFID column, flagged."""
+    from ..published import headline, protocol_gap
+
+    any_paper = False
+    crop = ref["protocol"].get("crop")
+    for row in rows:
+        r, p = headline(row["tokenizer"], "rfid"), headline(row["tokenizer"], "pfid")
+        if r is None and p is None:
+            continue
+        any_paper = True
+        ours_p = row.get(pfid_cols[0]) if pfid_cols else None
+        row["rFID (paper)"] = r["value"] if r else None
+        row["ΔrFID (ours − paper)"] = row["rFID"] - r["value"] if r and row.get("rFID") is not None else None
+        row["pFID (paper)"] = p["value"] if p else None
+        row["ΔpFID (ours − paper)"] = ours_p - p["value"] if p and ours_p is not None else None
+        codes = [x["protocol"].split(":")[0] for x in (r, p) if x]
+        row["paper protocol"] = " / ".join(codes)
+        gaps = [protocol_gap(c) for c in codes]
+        if crop != "adm" or ref["protocol"].get("num_images") != 50000:
+            gaps.insert(0, f"this suite: crop {crop}, N {ref['protocol'].get('num_images')} (the papers: ImageNet val 50k)")
+        if p:
+            gaps.append(f"our pFID is {pfid_cols[0] if pfid_cols else 'not measured'}; the paper's (α, δ) is unpublished")
+        row["protocol differences"] = "; ".join(dict.fromkeys(g for g in gaps if g)) or "none known"
+    return PAPER_COLUMNS if any_paper else []
 
 
 def _weights_label(w: dict, info: dict) -> str | None:
