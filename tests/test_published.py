@@ -149,3 +149,10 @@ def test_run_protocol_paper_is_clear_about_what_it_cannot_do(capsys):
     assert "--tokenizer" in capsys.readouterr().err
     assert main(["run", "--protocol", "paper", "--tokenizer", "titok-l32"]) != 0
     assert "crop" in capsys.readouterr().err
+
+
+def test_protocols_doc_is_current():
+    from tokbench.published import protocols_markdown
+
+    assert (ROOT / "docs" / "published-protocols.md").read_text() == protocols_markdown(), \
+        "regenerate docs/published-protocols.md from tokbench.published.protocols_markdown()"

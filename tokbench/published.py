@@ -164,6 +164,8 @@ def paper_suite(preset: str, family: str, data: str | None = None) -> dict:
     if fam is None:
         raise ValueError(f"no published protocol recorded for family {family!r} ({preset}); run a suite instead")
     proto = PROTOCOLS[fam["rfid"]]
+    if proto.tokbench_crop is None and fam.get("pfid") and headline(preset, "pfid") is not None:
+        proto = PROTOCOLS[fam["pfid"]]  # the rFID's protocol is unknown, the pFID's (RobustTok's) is not
     if proto.tokbench_crop is None:
         raise ValueError(f"{preset}: its paper's rFID protocol {proto.code} uses crop '{proto.crop}', which tokbench "
                          f"does not implement ({proto.tokbench_gap}); `--protocol paper` would not measure it as the "
@@ -182,3 +184,30 @@ def paper_suite(preset: str, family: str, data: str | None = None) -> dict:
             "tokenizers": [preset], "metrics": metrics, **({"pfid": pfid} if pfid else {}),
             "fid": {"extractor": "inception-v3-compat", "weights": None}, "batch_size": 64, "chunk_size": 1024,
             "usage_window": 256}
+
+
+def protocols_markdown() -> str:
+    """docs/published-protocols.md: per family, the protocol of its published numbers, what tokbench cannot reproduce
+    of it, and the user issues that trace back to protocol (a test keeps the committed file equal to this)."""
+    out = ["# Published numbers: which protocol each family's paper used", "",
+           "Generated from `tokbench/published.py` (a test keeps this file equal to it). The numbers themselves, "
+           "each with its source, are in `results/published.csv`; the quoted source texts in "
+           "`results/published-sources/`. `tokbench run --tokenizer P --protocol paper --data IMAGENET_VAL` measures "
+           "P under its paper's rFID/pFID protocol where tokbench can reproduce it, and refuses where it cannot.", "",
+           "## Protocols", "", "| code | metric | reference | N | crop | evaluator | uint8 | weights | what tokbench does "
+           "differently |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in PROTOCOLS.values():
+        out.append(f"| {p.code} | {p.metric} | {p.reference} | {p.n} | {p.crop} | {p.evaluator} | {p.uint8} | "
+                   f"{p.weights or '-'} | {p.tokbench_gap or '-'} |")
+    out += ["", "## Families", "", "| family | rFID | pFID | gFID | `--protocol paper` | user issues that trace back to "
+            "protocol |", "|---|---|---|---|---|---|"]
+    for fam, d in sorted(FAMILY_PROTOCOLS.items()):
+        rp = PROTOCOLS[d["rfid"]]
+        can = ("yes (ADM crop)" if rp.tokbench_crop else "under P-RT (the pFID's protocol; rFID's unknown)"
+               if d.get("pfid") else f"refused: {rp.tokbench_gap}")
+        out.append(f"| {fam} | {d['rfid']} | {d.get('pfid', '-')} | {d.get('gfid', '-')} | {can} | "
+                   f"{'; '.join(d['issues']) or '-'} |")
+    out += ["", "Codes: R-* reconstruction, P-RT RobustTok's pFID, G-* generation; R-3P = a third-party number whose "
+            "protocol is not known. The gFID protocols are recorded, not reproduced: tokbench's gFID trains its own "
+            "generators."]
+    return "\n".join(out) + "\n"
