@@ -140,7 +140,8 @@ def _add_published(rows: list[dict], pfid_cols: list[str], ref: dict) -> list[st
             gaps.insert(0, f"this suite: crop {crop}, N {ref['protocol'].get('num_images')} (the papers: ImageNet val 50k)")
         if p:
             gaps.append(f"our pFID is {pfid_cols[0] if pfid_cols else 'not measured'}; the paper's (α, δ) is unpublished")
-        row["protocol differences"] = "; ".join(dict.fromkeys(g for g in gaps if g)) or "none known"
+        parts = [x.strip() for g in gaps if g for x in g.split("; ")]
+        row["protocol differences"] = "; ".join(dict.fromkeys(x for x in parts if x)) or "none known"
     return PAPER_COLUMNS if any_paper else []
 
 
