@@ -194,13 +194,15 @@ def protocols_markdown() -> str:
            "each with its source, are in `results/published.csv`; the quoted source texts in "
            "`results/published-sources/`. `tokbench run --tokenizer P --protocol paper --data IMAGENET_VAL` measures "
            "P under its paper's rFID/pFID protocol where tokbench can reproduce it, and refuses where it cannot.", "",
-           "## Protocols", "", "| code | metric | reference | N | crop | evaluator | uint8 | weights | what tokbench does "
-           "differently |", "|---|---|---|---|---|---|---|---|---|"]
+           "## Protocols", "",
+           "| code | metric | reference | N | crop | evaluator | uint8 | weights | what tokbench does differently |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for p in PROTOCOLS.values():
         out.append(f"| {p.code} | {p.metric} | {p.reference} | {p.n} | {p.crop} | {p.evaluator} | {p.uint8} | "
                    f"{p.weights or '-'} | {p.tokbench_gap or '-'} |")
-    out += ["", "## Families", "", "| family | rFID | pFID | gFID | `--protocol paper` | user issues that trace back to "
-            "protocol |", "|---|---|---|---|---|---|"]
+    out += ["", "## Families", "",
+            "| family | rFID | pFID | gFID | `--protocol paper` | user issues that trace back to protocol |",
+            "|---|---|---|---|---|---|"]
     for fam, d in sorted(FAMILY_PROTOCOLS.items()):
         rp = PROTOCOLS[d["rfid"]]
         can = ("yes (ADM crop)" if rp.tokbench_crop else "under P-RT (the pFID's protocol; rFID's unknown)"

@@ -452,8 +452,9 @@ def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict
                      "replacement_rate_mean": float(np.mean(rr)) if all(v is not None for v in rr) else None})
     curve: dict = {}
     for r in rows:
-        curve.setdefault(f"delta={r['delta']},mode={r['mode']}" + (",exclude_self" if r["exclude_self"] else "")
-                         + (f",scales={r['scales']}" if r["scales"] else ""), []).append([r["alpha"], r["mean"], r["std"]])
+        key = (f"delta={r['delta']},mode={r['mode']}" + (",exclude_self" if r["exclude_self"] else "")
+               + (f",scales={r['scales']}" if r["scales"] else ""))
+        curve.setdefault(key, []).append([r["alpha"], r["mean"], r["std"]])
     curve = {k: sorted(v) for k, v in curve.items() if len(v) > 1}
     return rows, curve
 

@@ -103,9 +103,10 @@ def build(results: Sequence[dict]) -> dict:
     paper_cols = _add_published(rows, pfid_cols, ref)
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
-    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols +
-               (["pFID rule"] if pfid_cols else []) + ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
-                "weights_sha256"] + paper_cols)
+    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols
+               + (["pFID rule"] if pfid_cols else [])
+               + ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
+                  "weights_sha256"] + paper_cols)
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
             "gfid_protocols": list(gfid_protocols.values()),
