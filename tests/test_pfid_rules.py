@@ -141,3 +141,17 @@ def test_feature_rule_replays_upstream_case_exactly():
     rc = Perturber([sp], lay).perturb(Tokens([case["indices"]], lay), PerturbSetting(alpha, delta, mode="code"),
                                       torch.arange(2), draws=draws)
     assert not torch.equal(rc.tokens.ids[0], case["perturb_indices"])
+
+
+def test_suites_default_to_the_feature_rule_and_record_exclude_self(tmp_path):
+    from tokbench.runner.suite import Suite, load_suite
+
+    for name in (None, "imagenet256"):
+        s = load_suite(name)
+        assert s.pfid.mode == "feature" and s.pfid.exclude_self is False
+        assert all(x.mode == "feature" for x in s.pfid_settings())
+    bad = {"name": "x", "pfid": {"exclude_self": "yes"}}
+    with pytest.raises(ValueError, match="exclude_self"):
+        Suite.from_dict(bad, file="x.yaml")
+    s = Suite.from_dict({"name": "x", "pfid": {"alpha": [0.5], "delta": [4], "exclude_self": True}})
+    assert s.pfid_settings()[0].exclude_self and "xself" in s.pfid_settings()[0].label

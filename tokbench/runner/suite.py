@@ -118,6 +118,8 @@ class Suite:
         for k in ("alpha", "delta", "seeds"):
             if k in pf and not isinstance(pf[k], list):
                 pf[k] = [pf[k]]
+        if "exclude_self" in pf and not isinstance(pf["exclude_self"], bool):
+            raise ValueError(f"suite {file}: pfid.exclude_self must be true or false, got {pf['exclude_self']!r}")
         d.pop("file", None)
         g = d.get("gfid")
         if g is not None:
