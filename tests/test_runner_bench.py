@@ -101,6 +101,9 @@ def test_run_writes_result_and_leaderboard(tmp_path, extractor):
     assert all(x["mean"] > res["metrics"]["rfid"] for x in pf)  # wrong tokens hurt
     assert abs(pf[1]["replacement_rate_mean"] - 5 / 6) < 0.08
     assert res["metrics"]["pfid_curve"]["delta=6,mode=code"][0][0] == 0.5
+    assert pf[0]["rule"] == "code" and pf[0]["rules"] == {"space0": "code"} and pf[0]["exclude_self"] is False
+    assert all(x["exclude_self"] is False for x in p["pfid"]["settings"]) and "alpha*(delta-1)/delta" in \
+        p["pfid"]["realised_share"]
     # codebook statistics equal direct counting on the clean tokens
     ds = open_dataset("sample", 16, num_images=24)
     ids = tok.encode(torch.stack([ds[i] for i in range(24)])).ids[0]
