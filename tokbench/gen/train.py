@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..io import torch_save_atomic, write_text_atomic
 from ..models.generator import ARGenerator, GeneratorConfig
 from .checkpoint import GeneratorMeta, TokenizerRef, save_generator
 from .sampling import SamplingConfig
@@ -153,12 +154,6 @@ def _dist() -> tuple[int, int, int]:
     return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path, *, device: str | None = None,
           stop_at: int | None = None, resume: bool = True, progress: bool = True) -> Path:
     """Train (or resume) and return the path of `generator.safetensors` (EMA weights when EMA is on).
@@ -215,7 +210,7 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
     def save(final: bool) -> None:
         if rank != 0:
             return
-        _atomic_torch_save({"step": step, "model": model.state_dict(), "optim": opt.state_dict(),
+        torch_save_atomic({"step": step, "model": model.state_dict(), "optim": opt.state_dict(),
                             "ema": ema if ema is not None else [], "config": config.to_dict()}, state_path)
         weights = model.state_dict()
         if ema is not None:
@@ -292,6 +287,4 @@ def _truncate_log(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(k + "\n" for k in keep))

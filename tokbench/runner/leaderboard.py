@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .schema import portable_path, read_result, write_json_atomic
+from ..io import write_json_atomic, write_text_atomic
+from .schema import portable_path, read_result
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +239,7 @@ def write_leaderboard(runs_dir: str | Path, out_dir: str | Path = "results", sui
     board = build(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(board)
-    tmp = out / "leaderboard.md.tmp"
-    tmp.write_text(md)
-    tmp.replace(out / "leaderboard.md")
-    tmp = out / "leaderboard.csv.tmp"
-    tmp.write_text(to_csv(board))
-    tmp.replace(out / "leaderboard.csv")
+    write_text_atomic(out / "leaderboard.md", to_markdown(board))
+    write_text_atomic(out / "leaderboard.csv", to_csv(board))
     write_json_atomic(out / "leaderboard.json", board)
     return board

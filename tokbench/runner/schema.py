@@ -47,13 +47,12 @@ Absent metrics (not asked) are null / missing; a metric is never written as a nu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
+
+from ..io import stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
 
 SCHEMA = "tokbench.result/1"
 UINT8_RULE = "floor(255*x01+0.5) after clamp to [0,1]"
@@ -62,41 +61,12 @@ RULE_PROTOCOL = ("image perturbed iff u_img < beta; token re-drawn iff u <= alph
                  "the delta nearest (rank 0 = itself): codebook code/feature rule, binary Hamming shells, FSQ ±1 steps")
 
 
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
 def result_path(out_dir: str | os.PathLike, tokenizer: str, suite: str) -> Path:
     return Path(out_dir) / f"{safe_name(tokenizer)}__{safe_name(suite)}.json"
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=False, default=_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 def read_result(path: str | os.PathLike) -> dict:

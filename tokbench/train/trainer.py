@@ -22,7 +22,6 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io import torch_save_atomic
 from ..registry import get_family
 from ..weights import save_safetensors
 from . import regularizers as R
@@ -375,9 +375,7 @@ class Trainer:
         path = Path(path) if path else self.checkpoint_path()
         if self.rank == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
+            torch_save_atomic(self.state_dict(), path)
         return path
 
     def resume(self, path: str | Path | None = None) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..io import write_json_atomic, write_text_atomic
 from .config import axes, stable_hash
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ class ZooOptions:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    from ..runner.schema import write_json_atomic
-
     write_json_atomic(path, obj)
 
 
@@ -83,7 +82,7 @@ class Stages:
             log.warning("%s/%s: inputs changed since the partial work in %s; starting this stage afresh", tok, stage, d)
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
-        kf.write_text(key + "\n")
+        write_text_atomic(kf, key + "\n")
         return d
 
     def mark(self, tok: str, stage: str, key: str, record: dict) -> dict:
