@@ -2,9 +2,11 @@
 tokens; stream features into one accumulator per metric. Chunked and resumable; sharded across torchrun processes.
 
 Resume: after every chunk of `chunk_size` images, the process saves all its accumulators (float64 sums, counts) to
-`<out>/state/<tokenizer>__<suite>/rank<r>of<W>.pt` atomically. A rerun of the same command skips finished chunks and
-therefore sums exactly the same numbers in the same order: identical results. The state carries the run hash
-(protocol + tokenizer + batching + world size); a changed protocol starts afresh instead of mixing.
+`<out>/state/<tokenizer>__<suite>__<result key>/rank<r>of<W>.pt` atomically. A rerun of the same command skips
+finished chunks and therefore sums exactly the same numbers in the same order: identical results. The state is a
+checked file (`tokbench.io`): it carries the run hash (protocol + tokenizer + batching + world size) and a sha256 of
+its contents; a changed protocol, a damaged file or one missing a field is named in a warning and the run restarts
+from scratch instead of mixing or trusting it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
 from ..perturb import PerturbSetting, Perturber
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
-from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
-                     stable_hash, write_json_atomic)
+from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
+from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result, result_file, result_key,
+                     result_path, safe_name, stable_hash, write_json_atomic)
 from .suite import Suite
 
 log = logging.getLogger(__name__)
@@ -195,23 +198,33 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
 # ----------------------------------------------------------------------------------------------------------------------
 # State (resume)
 # ----------------------------------------------------------------------------------------------------------------------
+STATE_KIND = "tokbench.resume-state/1"
+STATE_FIELDS = ("run_hash", "done", "acc", "rates", "quality", "codebook", "timings", "bad_images")
+
+
 def _save_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        write_checked_torch(path, state, state["run_hash"], kind=STATE_KIND)
+    except FileNotFoundError:  # a concurrent identical run finished and removed the folder meanwhile
+        write_checked_torch(path, state, state["run_hash"], kind=STATE_KIND)
 
 
 def _load_state(path: Path, run_hash: str) -> dict | None:
-    if not path.exists():
-        return None
+    """The verified state of this exact run, or None (absent; or named in a warning and discarded: damaged, of another
+    run, or missing a field)."""
     try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a corrupt state is discarded, not fatal
-        log.warning("discarding unreadable resume state %s: %s", path, e)
+        st = read_checked_torch(path, run_hash, kind=STATE_KIND)
+    except FileNotFoundError:
         return None
-    if st.get("run_hash") != run_hash:
+    except KeyMismatchError:
         log.warning("resume state %s belongs to a different protocol/configuration: starting afresh", path)
+        return None
+    except CorruptFileError as e:
+        log.warning("discarding damaged resume state (%s): this run restarts from scratch", e)
+        return None
+    missing = [k for k in STATE_FIELDS if not isinstance(st, dict) or k not in st]
+    if missing:
+        log.warning("discarding resume state %s (missing %s): this run restarts from scratch", path, ", ".join(missing))
         return None
     return st
 
@@ -222,7 +235,7 @@ def _load_state(path: Path, run_hash: str) -> dict | None:
 def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_acc, ref_proto: dict, opts: RunOptions,
              dist_info: DistInfo | None = None) -> dict:
     """Run one tokenizer over the (shard of the) data set; returns the result dict (written by rank 0)."""
-    from ..data import iter_batches, to_uint8
+    from ..data import data_record, iter_batches, to_uint8
     from ..fid import StatsAccumulator, frechet_distance
     from ..metrics import CodebookStats, ImageQuality
 
@@ -242,22 +255,26 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                   "token_spaces": describe_spaces(tok.token_spaces), "weights": weights_record(tok)}
     run_hash = stable_hash({"protocol": protocol["hash"], "tokenizer": tok_record, "batch_size": suite.batch_size,
                             "chunk_size": suite.chunk_size, "world": info.world, "device": device.type})
-    rpath = result_path(opts.out_dir, name, suite.name)
-    if rpath.exists() and not opts.force:
-        try:
-            old = read_result(rpath)
-            if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
-                log.info("%s: up-to-date result %s (use --force to recompute)", name, rpath)
-                return old
-        except ValueError:
-            pass
+    rkey = result_key(protocol)
+    rpath = result_path(opts.out_dir, name, suite.name, rkey)
+    for p in (rpath, result_path(opts.out_dir, name, suite.name)) if not opts.force else ():
+        try:  # an unreadable previous result is only a reason to recompute, never to fail or to delete
+            old = read_result(p)
+        except (ValueError, OSError):
+            continue
+        if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
+            log.info("%s: up-to-date result %s (use --force to recompute)", name, p)
+            return old
 
     N = len(dataset)
     C = suite.chunk_size
     nchunks = math.ceil(N / C)
     mine = [c for c in range(nchunks) if c % info.world == info.rank]
-    state_dir = opts.out_dir / "state" / f"{safe_name(name)}__{safe_name(suite.name)}"
+    state_dir = opts.out_dir / "state" / f"{safe_name(name)}__{safe_name(suite.name)}__{rkey}"
     spath = state_dir / f"rank{info.rank}of{info.world}.pt"
+    clean_stale_temps(state_dir)
+    if info.main:
+        clean_stale_temps(opts.out_dir)
 
     labels = (["rfid"] if "rfid" in want else []) + [s.label for s in settings]
     accs = {k: StatsAccumulator(extractor.dim) for k in labels}
@@ -269,17 +286,27 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
     bad: list[dict] = []
     st = _load_state(spath, run_hash) if not opts.force else None
     if st is not None:
-        done = list(st["done"])
-        for k in labels:
-            accs[k].load_state_dict(st["acc"][k])
-        for k in rates:
-            rates[k] = st["rates"][k].clone()
-        quality.load_state_dict(st["quality"])
-        if cb is not None:
-            cb.load_state_dict(st["codebook"])
-        timer.totals.update(st["timings"])
-        bad = list(st["bad_images"])
-        log.info("%s: resuming after %d finished chunks", name, len(done))
+        try:
+            done = list(st["done"])
+            for k in labels:
+                accs[k].load_state_dict(st["acc"][k])
+            for k in rates:
+                rates[k] = st["rates"][k].clone()
+            quality.load_state_dict(st["quality"])
+            if cb is not None:
+                cb.load_state_dict(st["codebook"])
+            timer.totals.update(st["timings"])
+            bad = list(st["bad_images"])
+            log.info("%s: resuming after %d finished chunks", name, len(done))
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            log.warning("discarding resume state %s (%s: %s): this run restarts from scratch", spath,
+                        type(e).__name__, e)
+            accs = {k: StatsAccumulator(extractor.dim) for k in labels}
+            rates = {s.label: torch.zeros(2, dtype=torch.int64) for s in settings}
+            quality = ImageQuality()
+            cb = CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None
+            timer.totals.clear()
+            done, bad = [], []
     resumed = len(done)
 
     perturber = Perturber.for_tokenizer(tok, device)
@@ -416,7 +443,8 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                 "batch_size": suite.batch_size, "chunk_size": suite.chunk_size, "versions": versions(),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "timings_s": timings, "images_per_s": (n_eval / wall) if wall > 0 else None,
-                "bad_images": bad, "resumed_chunks": resumed, "host": platform.node()},
+                "bad_images": bad, "resumed_chunks": resumed, "host": platform.node(),
+                "data": dict(data_record(dataset), bad_images_skipped=len(bad))},
         "metrics": metrics,
     }
     _together(info, f"{name}: writing the result", lambda: write_json_atomic(rpath, result) if info.main else None)
@@ -454,13 +482,32 @@ def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict
     return rows, curve
 
 
-def failed_result(name: str, suite: Suite, err: BaseException, tok: Tokenizer | None = None) -> dict:
+def _data_key_of(ds, spec) -> str:
+    """The data key of a failed run: the data set's content hash when it opened and hashes, else its spec's."""
+    try:
+        return data_key(ds.content_hash if ds is not None else None, spec)
+    except Exception:  # noqa: BLE001 - the data itself may be what failed
+        return data_key(None, spec)
+
+
+def _record_failure(out_dir: Path, res: dict) -> None:
+    """Write the failed-result file beside (never over) the successes; on a full or broken disk, say so in one line."""
+    try:
+        write_json_atomic(result_file(out_dir, res), res)
+    except OSError as e:
+        log.error("%s: the failure could not be recorded in %s: %s", res["tokenizer"]["name"], out_dir,
+                  e.strerror or e)
+
+
+def failed_result(name: str, suite: Suite, err: BaseException, tok: Tokenizer | None = None,
+                  data: str | None = None) -> dict:
     reason = f"{type(err).__name__}: {err}"
     if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
         reason = f"out of memory: {err}"
     elif isinstance(err, FloatingPointError):
         reason = f"non-finite output (NaN/inf): {err}"
     return {"schema": SCHEMA, "status": "failed", "reason": reason, "error_type": type(err).__name__,
+            "data_key": data or data_key(None, suite.data),
             "traceback_tail": traceback.format_exception(type(err), err, err.__traceback__)[-3:],
             "tokenizer": {"name": name, "info": tok.info.to_dict() if tok is not None else None},
             "suite": {"name": suite.name, "file": suite.file, "definition": suite.to_dict()},
@@ -512,6 +559,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
             name = tokenizer_name(entry)
             outer.set_postfix_str(name)
             tok = None
+            res_key = suite.resolution
             try:
                 t0 = time.perf_counter()
                 tok = _together(info, f"{name}: load", lambda: entry.to(opts.device).eval() if isinstance(
@@ -537,9 +585,9 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
                 raise
             except Exception as e:  # noqa: BLE001 - one tokenizer's failure must not stop the others
                 log.error("%s failed: %s: %s", name, type(e).__name__, e)
-                res = failed_result(name, suite, e, tok)
+                res = failed_result(name, suite, e, tok, data=_data_key_of(datasets.get(res_key), suite.data))
                 if info.main:
-                    write_json_atomic(result_path(opts.out_dir, name, suite.name), res)
+                    _record_failure(opts.out_dir, res)
             finally:
                 del tok
                 if torch.cuda.is_available():

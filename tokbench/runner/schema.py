@@ -1,13 +1,16 @@
-"""The result file: one JSON per (tokenizer, suite), written atomically by `tokbench run`; read by
-`tokbench leaderboard` and `tokbench correlate`.
+"""The result file: one JSON per measurement (tokenizer, suite, data, protocol), written atomically by `tokbench run`;
+read by `tokbench leaderboard` and `tokbench correlate`.
 
-File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces replaced by `_`).
+File name (`tokbench.result_identity`): `<out>/<tokenizer>__<suite>__<data8>-<protocol8>.json`, a failed run
+`<tokenizer>__<suite>__<data8>.failed.json` beside it (names with `/` and spaces replaced by `_`); older
+`<tokenizer>__<suite>.json` files are still read.
 
 ```
 {
   "schema": "tokbench.result/1",
   "status": "ok" | "failed",
   "reason": "why it failed (failed only)",          "error_type": "WeightsNotFoundError" …
+  "data_key": "<data8> (failed only: the data it was asked to measure)",
   "tokenizer": {"name": "llamagen-vq16", "info": {TokenizerInfo: family, preset, resolution, crop, value_range,
                  vocab_size, tokens_per_image, quantizer, paper, code_license, weights_license, weight_source, notes},
                 "layout": {"groups": [...]}, "token_spaces": [{"kind", "vocab_size", "metric"|"bits"|"levels"}],
@@ -27,7 +30,8 @@ File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces
   "run": {"run_hash": protocol hash + tokenizer + batching (resume key), "device", "dtype", "world_size",
           "batch_size", "chunk_size", "versions": {"tokbench", "torch", "torch_fidelity", "python"},
           "started", "finished", "timings_s": {"encode", "decode", "perturb", "features", "metrics", "total"},
-          "images_per_s", "bad_images": [{"index", "path", "reason"}], "resumed_chunks": k},
+          "images_per_s", "bad_images": [{"index", "path", "reason"}], "resumed_chunks": k,
+          "data": {"images_found", "images_used", "unreadable_skipped": [{"path", "reason"}], "bad_images_skipped"}},
   "metrics": {
       "rfid": float | null,
       "pfid": [{"alpha", "delta" (as given: int or fraction), "delta_abs": {"space0": int, …}, "mode", "scales",
@@ -53,20 +57,14 @@ import re
 from pathlib import Path
 
 from ..io import stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
+from ..result_identity import (data_key, identity, latest_per_identity, result_file, result_key,  # noqa: F401
+                               result_path, safe_name)
 
 SCHEMA = "tokbench.result/1"
 UINT8_RULE = "floor(255*x01+0.5) after clamp to [0,1]"
 RNG_PROTOCOL = "counter-based: lowbias32 hash of (seed, stream, global image index, flat token position)"
 RULE_PROTOCOL = ("image perturbed iff u_img < beta; token re-drawn iff u <= alpha; rank j = floor(u_j*delta) among "
                  "the delta nearest (rank 0 = itself): codebook code/feature rule, binary Hamming shells, FSQ ±1 steps")
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
-
-
-def result_path(out_dir: str | os.PathLike, tokenizer: str, suite: str) -> Path:
-    return Path(out_dir) / f"{safe_name(tokenizer)}__{safe_name(suite)}.json"
 
 
 def read_result(path: str | os.PathLike) -> dict:

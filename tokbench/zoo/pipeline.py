@@ -286,9 +286,9 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
             raise ZooInterrupted(f"{name}: interrupted during measurement ({e})") from e
         if res.get("status") != "ok":  # pragma: no cover - evaluate raises instead
             raise RuntimeError(f"{name}: measurement failed: {res.get('reason')}")
-        from ..runner.schema import result_path
+        from ..runner.schema import result_file
 
-        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_path(opts.out / "runs", name, suite.name)),
+        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_file(opts.out / "runs", res)),
                                                         "seconds": round(time.time() - t0, 2)})
 
     # 5. gFID --------------------------------------------------------------------------------------------------------
