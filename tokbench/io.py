@@ -136,6 +136,24 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, buf.getvalue())
 
 
+
+def trim_jsonl_log(path: str | os.PathLike, step: int) -> None:
+    """Drop the lines of a JSON-lines log written after `step` (the checkpoint a run resumes from: those steps are
+    logged again) and any torn last line; atomically. Lines without a step are kept."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or rec.get("step", 0) <= step:
+            keep.append(line)
+    write_text_atomic(path, "".join(k + "\n" for k in keep))
+
+
 # --- checked files ----------------------------------------------------------------------------------------------------
 def write_checked(path: str | os.PathLike, payload: bytes, key: Any, *, kind: str) -> None:
     """`payload` with a one-line JSON header {kind, key, sha256, length}, atomically. `key` is what the entry is for

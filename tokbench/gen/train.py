@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import torch_save_atomic, write_text_atomic
+from ..io import torch_save_atomic, trim_jsonl_log
 from ..models.generator import ARGenerator, GeneratorConfig
 from .checkpoint import GeneratorMeta, TokenizerRef, save_generator
 from .sampling import SamplingConfig
@@ -198,7 +198,7 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
         step = int(st["step"])
         log.info("resumed %s at step %d of %d", out, step, total)
         if rank == 0:
-            _truncate_log(out / "log.jsonl", step)
+            trim_jsonl_log(out / "log.jsonl", step)
 
     wrapped: nn.Module = _LossModule(model)
     if world > 1:
@@ -274,17 +274,3 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
         if logf:
             logf.close()
     return out / "generator.safetensors"
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    write_text_atomic(path, "".join(k + "\n" for k in keep))

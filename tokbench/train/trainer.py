@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import torch_save_atomic
+from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
 from ..registry import get_family
 from ..weights import save_safetensors
 from . import regularizers as R
@@ -383,6 +383,8 @@ class Trainer:
         if not path.exists():
             return False
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        if self.rank == 0 and self.out_dir is not None:  # steps after the checkpoint are run (and logged) again
+            trim_jsonl_log(self.out_dir / "log.jsonl", self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
@@ -506,5 +508,5 @@ class Trainer:
                 result["eval"] = self.evaluate()
                 self._log({"event": "eval", "step": self.step, **result["eval"]})
                 if self.rank == 0:
-                    (self.out_dir / "eval.json").write_text(json.dumps(result["eval"], indent=1, default=str))
+                    write_text_atomic(self.out_dir / "eval.json", json.dumps(result["eval"], indent=1, default=str))
         return result
