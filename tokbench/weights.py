@@ -153,8 +153,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
             "  Unpickling can run arbitrary code. If you trust the file, pass trust_checkpoint=True (CLI: --trust-checkpoint), "
             "or convert it once: tokbench convert FILE OUT.safetensors --trust-checkpoint [--family FAMILY]"
         ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointMismatchError(f"{path} could not be read as a torch checkpoint: {e}") from e
+    except Exception as e:  # noqa: BLE001 - not a checkpoint at all (text, truncated, garbage): name the file
+        raise CheckpointMismatchError(f"{path} could not be read as a torch checkpoint ({type(e).__name__}: "
+                                      f"{str(e).splitlines()[0][:200] if str(e) else 'malformed'})") from e
 
 
 def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
