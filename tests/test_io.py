@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tokbench import io as tio
+from tokbench.testing import run_processes
 
 
 def _leftovers(folder):
@@ -101,30 +102,16 @@ def test_stale_temporaries_of_dead_processes_are_cleaned_live_ones_kept(tmp_path
 HAMMER = """
 import sys
 from tokbench import io as tio
+from tokbench.testing import run_processes
 path, k = sys.argv[1], int(sys.argv[2])
 for i in range(40):
     tio.write_json_atomic(path, {"writer": k, "i": i, "pad": "x" * 2000})
 """
 
 
-def run_together(code: str, argv_per_process: list, timeout: float = 120) -> list:
-    """Start one `python -c code` per argv at once; wait (bounded) and return (rc, stderr) of each."""
-    procs = [subprocess.Popen([sys.executable, "-c", code, *map(str, a)], stderr=subprocess.PIPE, text=True)
-             for a in argv_per_process]
-    out = []
-    for p in procs:
-        try:
-            _, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            raise
-        out.append((p.returncode, err))
-    return out
-
-
 def test_concurrent_writers_of_one_file_never_corrupt_it(tmp_path):
     path = tmp_path / "leaderboard.json"
-    res = run_together(HAMMER, [(path, k) for k in range(4)])
+    res = run_processes(HAMMER, [(path, k) for k in range(4)])
     assert [rc for rc, _ in res] == [0, 0, 0, 0], [e for _, e in res]
     d = json.loads(path.read_text())
     assert d["i"] == 39 and d["pad"] == "x" * 2000

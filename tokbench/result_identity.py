@@ -67,8 +67,13 @@ def identity(result: dict) -> tuple:
 def latest_per_identity(results: list[dict]) -> tuple[list[dict], list[dict]]:
     """(the newest successful result per `identity`, the failures newer than their tokenizer's newest success in
     that suite), each in input order. Old and new file names are read alike; ties go to the later file name."""
-    def when(r: dict) -> tuple:
-        return (str((r.get("run") or {}).get("finished") or ""), str(r.get("_file", "")))
+    def when(r: dict) -> tuple:  # finish time (seconds), then the file's modification time (ties within a second)
+        f = r.get("_file")
+        try:
+            mtime = os.stat(f).st_mtime_ns if f else 0
+        except OSError:
+            mtime = 0
+        return (str((r.get("run") or {}).get("finished") or ""), mtime, str(f or ""))
 
     best: dict[tuple, dict] = {}
     newest_fail: dict[tuple, dict] = {}
@@ -80,9 +85,9 @@ def latest_per_identity(results: list[dict]) -> tuple[list[dict], list[dict]]:
     last_ok: dict[tuple, tuple] = {}
     for r in best.values():
         k = identity(r)[:2]
-        last_ok[k] = max(last_ok.get(k, ("",)), when(r))
+        last_ok[k] = max(last_ok.get(k, ("", 0, "")), when(r))
     keep = {id(r) for r in best.values()}
-    keep_fail = {id(r) for r in newest_fail.values() if when(r) > last_ok.get(identity(r)[:2], ("",))}
+    keep_fail = {id(r) for r in newest_fail.values() if when(r) > last_ok.get(identity(r)[:2], ("", 0, ""))}
     return [r for r in results if id(r) in keep], [r for r in results if id(r) in keep_fail]
 
 
@@ -110,7 +115,8 @@ def find_result(out_dir: str | os.PathLike, tokenizer: str, suite: str, data: st
         r["_file"] = str(p)
         found.append(r)
     ok, _ = latest_per_identity(found)
-    return Path(max(ok, key=lambda r: (str(r["run"].get("finished") or ""), r["_file"]))["_file"]) if ok else None
+    return Path(max(ok, key=lambda r: (str(r["run"].get("finished") or ""), os.stat(r["_file"]).st_mtime_ns))["_file"]) \
+        if ok else None
 
 
 def glob_escape(s: str) -> str:

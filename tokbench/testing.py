@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -108,3 +110,20 @@ class ToyVQ(Tokenizer):
         v = self.codebook[tokens.ids[0]]
         out = v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
         return out * float("nan") if self.nan else out
+
+
+def run_processes(code: str, argv_per_process: list, timeout: float = 120) -> list[tuple[int, str]]:
+    """Start one `python -c code` per argv at once (concurrency tests); wait, bounded, and return (rc, stderr) of
+    each. A process still running at the timeout is killed and the test fails."""
+    procs = [subprocess.Popen([sys.executable, "-c", code, *map(str, a)], stderr=subprocess.PIPE, text=True)
+             for a in argv_per_process]
+    out = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        out.append((p.returncode, err))
+    return out
