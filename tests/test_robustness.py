@@ -346,6 +346,7 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path):
 def test_non_checkpoint_files_and_bad_usage_window_give_one_clear_line(tmp_path, capsys):
     from tokbench.cli import main
     from tokbench.metrics import CodebookStats
+    from tokbench.registry import load_tokenizer
     from tokbench.weights import CheckpointMismatchError, read_checkpoint
 
     text = tmp_path / "passwd"
@@ -355,6 +356,8 @@ def test_non_checkpoint_files_and_bad_usage_window_give_one_clear_line(tmp_path,
     assert main(["convert", str(text), str(tmp_path / "x.safetensors")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(text) in err[0] and "could not be read as a torch checkpoint" in err[0]
+    with pytest.raises(CheckpointMismatchError, match=str(text)):
+        load_tokenizer("tokbench-zoo-conv-k64", weights=str(text))
     tok = ToyVQ()
     with pytest.raises(ValueError, match="usage_window .* ≥ 1, got 0"):
         CodebookStats(tok.token_spaces, tok.layout, window=0)

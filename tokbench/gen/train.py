@@ -187,7 +187,11 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
     step = 0
     state_path = out / "state.pt"
     if resume and state_path.exists():
-        st = torch.load(state_path, map_location=dev, weights_only=True)
+        try:
+            st = torch.load(state_path, map_location=dev, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a damaged state: name it (never silently restart a training)
+            raise ValueError(f"{state_path}: unreadable generator training state ({type(e).__name__}: {e}); restore "
+                             "it, or use another --out / --no-resume") from e
         if st.get("config") != config.to_dict():
             raise ValueError(f"{out} holds a run with another config; use another --out or --no-resume")
         model.load_state_dict(st["model"])

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
 from ..registry import get_family
-from ..weights import save_safetensors
+from ..weights import CheckpointMismatchError, save_safetensors
 from . import regularizers as R
 from .data import BatchOrder, split_indices, to_native
 from .evaluate import heldout_metrics, runner_metrics
@@ -382,7 +382,12 @@ class Trainer:
         path = Path(path) if path else self.checkpoint_path()
         if not path.exists():
             return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        try:
+            sd = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a damaged checkpoint: name it (never silently restart a training)
+            raise CheckpointMismatchError(f"{path}: unreadable training checkpoint ({type(e).__name__}: {e}); "
+                                          "restore it or start in another --out") from e
+        self.load_state_dict(sd)
         if self.rank == 0 and self.out_dir is not None:  # steps after the checkpoint are run (and logged) again
             trim_jsonl_log(self.out_dir / "log.jsonl", self.step)
         log.info("resumed from %s at step %d", path, self.step)
