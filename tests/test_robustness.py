@@ -182,7 +182,7 @@ def test_a_damaged_resume_state_is_named_discarded_and_the_run_restarts(tmp_path
         state.write_bytes(raw[: len(raw) // 2])
     elif damage == "missing-key":
         st = tio.read_checked_torch(state, kind=STATE_KIND)
-        del st["acc"]
+        del st["sums"]
         tio.write_checked_torch(state, st, st["run_hash"], kind=STATE_KIND)
     else:
         torch.save(tio.read_checked_torch(state, kind=STATE_KIND), state)  # a pre-checksum state file

@@ -1,6 +1,9 @@
 """The benchmark loop: per batch, encode once; decode the clean tokens and every perturbation setting from those same
 tokens; stream features into one accumulator per metric. Chunked and resumable; sharded across torchrun processes.
 
+Sums: every chunk's FID and quality sums are added to the totals in chunk order (`ordered.py`), so N processes give
+bit-identical numbers to one.
+
 Resume: after every chunk of `chunk_size` images, the process saves all its accumulators (float64 sums, counts) to
 `<out>/state/<tokenizer>__<suite>__<result key>/rank<r>of<W>.pt` atomically. A rerun of the same command skips
 finished chunks and therefore sums exactly the same numbers in the same order: identical results. The state is a
@@ -32,6 +35,8 @@ from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
 from ..perturb import PerturbSetting, Perturber
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
+from .ordered import PROTOCOL as SUM_PROTOCOL
+from .ordered import ChunkOrderedSums
 from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
 from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result, result_file, result_key,
                      result_path, safe_name, stable_hash, write_json_atomic)
@@ -183,7 +188,7 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
         "decode_dtype": "float32",
         "metrics": sorted(suite.metrics),
         "fid": {"extractor": extractor.protocol, "reference": {k: ref_proto.get(k) for k in ("cache_key",)},
-                "sqrt": SQRT_METHOD, "statistics": "float64 sums (n, Σx, Σxxᵀ)"},
+                "sqrt": SQRT_METHOD, "statistics": SUM_PROTOCOL},
         "pfid": {"settings": [{"alpha": a, "delta": d, "beta": b, "mode": m, "scales": list(sc) if sc else None,
                                "seeds": seeds} for (a, d, b, m, sc), seeds in groups.items()],
                  "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL} if settings else None,
@@ -199,7 +204,7 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
 # State (resume)
 # ----------------------------------------------------------------------------------------------------------------------
 STATE_KIND = "tokbench.resume-state/1"
-STATE_FIELDS = ("run_hash", "done", "acc", "rates", "quality", "codebook", "timings", "bad_images")
+STATE_FIELDS = ("run_hash", "done", "sums", "rates", "codebook", "timings", "bad_images")
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -236,8 +241,8 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
              dist_info: DistInfo | None = None) -> dict:
     """Run one tokenizer over the (shard of the) data set; returns the result dict (written by rank 0)."""
     from ..data import data_record, iter_batches, to_uint8
-    from ..fid import StatsAccumulator, frechet_distance
-    from ..metrics import CodebookStats, ImageQuality
+    from ..fid import frechet_distance
+    from ..metrics import CodebookStats
 
     info = dist_info or DistInfo()
     device = torch.device(opts.device)
@@ -277,22 +282,24 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
         clean_stale_temps(opts.out_dir)
 
     labels = (["rfid"] if "rfid" in want else []) + [s.label for s in settings]
-    accs = {k: StatsAccumulator(extractor.dim) for k in labels}
-    rates = {s.label: torch.zeros(2, dtype=torch.int64) for s in settings}
-    quality = ImageQuality()
-    cb = CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None
     timer = _Timer(device)
-    done: list[int] = []
-    bad: list[dict] = []
+
+    def fresh():
+        """(sums, replacement counts, codebook statistics, finished chunks, bad images) of a run from scratch."""
+        timer.totals.clear()
+        return (ChunkOrderedSums(labels, extractor.dim, info), {s.label: torch.zeros(2, dtype=torch.int64)
+                                                                for s in settings},
+                CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None,
+                [], [])
+
+    sums, rates, cb, done, bad = fresh()
     st = _load_state(spath, run_hash) if not opts.force else None
     if st is not None:
         try:
             done = list(st["done"])
-            for k in labels:
-                accs[k].load_state_dict(st["acc"][k])
+            sums.load_state_dict(st["sums"])
             for k in rates:
                 rates[k] = st["rates"][k].clone()
-            quality.load_state_dict(st["quality"])
             if cb is not None:
                 cb.load_state_dict(st["codebook"])
             timer.totals.update(st["timings"])
@@ -301,12 +308,11 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             log.warning("discarding resume state %s (%s: %s): this run restarts from scratch", spath,
                         type(e).__name__, e)
-            accs = {k: StatsAccumulator(extractor.dim) for k in labels}
-            rates = {s.label: torch.zeros(2, dtype=torch.int64) for s in settings}
-            quality = ImageQuality()
-            cb = CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None
-            timer.totals.clear()
-            done, bad = [], []
+            st = None
+            sums, rates, cb, done, bad = fresh()
+    if not sums.agree_on_resume(st is not None):
+        log.warning("%s: the processes' resume states do not fit together: every process restarts from scratch", name)
+        sums, rates, cb, done, bad = fresh()
     resumed = len(done)
 
     perturber = Perturber.for_tokenizer(tok, device)
@@ -344,71 +350,80 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                desc=name, leave=False, disable=not (opts.progress and info.main) or None)
     new_chunks = 0
     t_start = time.perf_counter()
-    err: BaseException | None = None
-    try:
-        for c in todo:
-            for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
-                bad.extend(batch.bad)
-                if batch.images.numel() == 0:
-                    continue
-                imgs, idx = batch.images.to(device), batch.indices
-                with timer("encode"):
-                    tokens = tok.encode(imgs)
-                feats = tok.last_features
-                if cb is not None:
-                    with timer("metrics"):
-                        cb.update(tokens, idx)
-                with timer("decode"):
-                    rec = to_uint8(tok.decode(tokens))
-                if want & {"psnr", "ssim"}:
-                    with timer("metrics"):
-                        quality.update(imgs, rec, "psnr" in want, "ssim" in want)
-                if "rfid" in want:
-                    with timer("features"):
-                        accs["rfid"].update(extractor(rec))
-                if opts.save_images:
-                    save_pngs("clean", rec, idx)
-                for s in settings:
-                    with timer("perturb"):
-                        pr = perturber(tokens, s, idx, feats)
-                        rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
-                    with timer("decode"):
-                        prec = to_uint8(tok.decode(pr.tokens))
-                    with timer("features"):
-                        accs[s.label].update(extractor(prec))
-                    if opts.save_images:
-                        save_pngs(s.label, prec, idx)
-                bar.update(int(imgs.shape[0]))
-            done.append(c)
+
+    def run_chunk(c: int) -> tuple[dict, Any]:
+        """One chunk: its own FID/quality sums (folded in chunk order later); counts, codebook and PNGs directly."""
+        chunk_accs, quality = sums.new_chunk()
+        for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
+            bad.extend(batch.bad)
+            if batch.images.numel() == 0:
+                continue
+            imgs, idx = batch.images.to(device), batch.indices
+            with timer("encode"):
+                tokens = tok.encode(imgs)
+            feats = tok.last_features
             if cb is not None:
-                cb.close_windows(windows_done(c))
-            elapsed = time.perf_counter() - t_start
-            t_start = time.perf_counter()
-            timer.totals["total"] += elapsed
-            _save_state(spath, {"run_hash": run_hash, "done": done, "acc": {k: a.state_dict() for k, a in accs.items()},
-                                "rates": rates, "quality": quality.state_dict(),
-                                "codebook": cb.state_dict() if cb is not None else None,
-                                "timings": dict(timer.totals), "bad_images": bad})
-            new_chunks += 1
-            if opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
+                with timer("metrics"):
+                    cb.update(tokens, idx)
+            with timer("decode"):
+                rec = to_uint8(tok.decode(tokens))
+            if want & {"psnr", "ssim"}:
+                with timer("metrics"):
+                    quality.update(imgs, rec, "psnr" in want, "ssim" in want)
+            if "rfid" in want:
+                with timer("features"):
+                    chunk_accs["rfid"].update(extractor(rec))
+            if opts.save_images:
+                save_pngs("clean", rec, idx)
+            for s in settings:
+                with timer("perturb"):
+                    pr = perturber(tokens, s, idx, feats)
+                    rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
+                with timer("decode"):
+                    prec = to_uint8(tok.decode(pr.tokens))
+                with timer("features"):
+                    chunk_accs[s.label].update(extractor(prec))
+                if opts.save_images:
+                    save_pngs(s.label, prec, idx)
+            bar.update(int(imgs.shape[0]))
+        return chunk_accs, quality
+
+    for r in range(sums.rounds, math.ceil(nchunks / info.world)):
+        c = r * info.world + info.rank
+        err: BaseException | None = None
+        if not sums.ready:  # (ready: computed and saved before an interruption, not yet folded)
+            try:
+                sums.pending = run_chunk(c) if c < nchunks else None
+                sums.ready = True
+                if c < nchunks:
+                    done.append(c)
+                    if cb is not None:
+                        cb.close_windows(windows_done(c))
+                    new_chunks += 1
+                elapsed = time.perf_counter() - t_start
+                t_start = time.perf_counter()
+                timer.totals["total"] += elapsed
+                _save_state(spath, {"run_hash": run_hash, "done": done, "sums": sums.state_dict(), "rates": rates,
+                                    "codebook": cb.state_dict() if cb is not None else None,
+                                    "timings": dict(timer.totals), "bad_images": bad})
+            except (Interrupted, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - the other processes must hear of it before the next collective
+                if not info.active:
+                    raise
+                err = e
+            if err is None and opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
                 bar.close()
                 raise Interrupted(f"stopped after {new_chunks} chunks (test hook)")
-    except (Interrupted, KeyboardInterrupt):
-        raise
-    except Exception as e:  # noqa: BLE001 - the other processes must hear of it before the next collective
-        if not info.active:
-            raise
-        err = e
+        agree(info, err, f"{name}: chunk loop")
+        sums.fold(sums.pending)
     bar.close()
-    agree(info, err, f"{name}: chunk loop")
 
-    # --- reduce across processes ----------------------------------------------------------------------------------
+    # --- reduce across processes (the FID and quality sums are already folded in chunk order) ---------------------
+    accs, quality = sums.total, sums.quality
     if info.active:
-        for a in accs.values():
-            a.all_reduce()
         for k in rates:
             rates[k] = all_reduce_(rates[k], info)
-        quality.load_tensor(all_reduce_(quality.as_tensor(), info))
         import torch.distributed as dist
 
         gathered: list = [None] * info.world
