@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tokbench.api import Tokenizer, TokenizerInfo, Tokens
+from tokbench.api import Tokens
 from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, read_result, run_suite,
                              write_leaderboard)
 from tokbench.result_identity import find_result

@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import socket
 
-import pytest
 import torch
 
 from tokbench.api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
