@@ -32,11 +32,10 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
+from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
 from ..perturb import PerturbSetting, Perturber
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
-from .ordered import PROTOCOL as SUM_PROTOCOL
-from .ordered import ChunkOrderedSums
-from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
+from .ordered import PROTOCOL as SUM_PROTOCOL, ChunkOrderedSums
 from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result, result_file, result_key,
                      result_path, safe_name, stable_hash, write_json_atomic)
 from .suite import Suite
