@@ -158,3 +158,16 @@ def test_killed_two_process_run_resumes_bit_identically_even_with_one_process_a_
     shutil.copy(tmp_path / "rank1-round0.pt", state_dir / "rank1of2.pt")
     _two_processes(tmp_path)
     assert json.loads((tmp_path / "numbers.json").read_text()) == json.loads(json.dumps(_numbers(one)))
+
+
+def test_a_state_lost_on_one_process_makes_every_process_start_afresh(tmp_path):
+    """Process 1's state is gone (deleted or discarded as damaged) while process 0's is intact: mixing would count
+    process 1's finished chunks twice or never, so both restart; the numbers stay the one-process numbers."""
+    (one,) = run_suite(Suite.from_dict(SUITE), RunOptions(out_dir=tmp_path / "one", cache_dir=tmp_path / "cache",
+                                                          progress=False), tokenizers=[ToyVQ()],
+                       extractor=ToyExtractor())
+    _two_processes(tmp_path, stop_after=2)
+    (state_dir,) = (tmp_path / "runs" / "state").iterdir()
+    (state_dir / "rank1of2.pt").unlink()
+    _two_processes(tmp_path)
+    assert json.loads((tmp_path / "numbers.json").read_text()) == json.loads(json.dumps(_numbers(one)))
