@@ -45,3 +45,27 @@ def test_out_of_range_ids_are_rejected():
 
     with pytest.raises(ValueError, match="out of range"):
         tok.check_tokens(bad)
+
+
+def test_a_damaged_or_foreign_codebook_cache_is_named_and_refitted(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from tokbench.baselines import pixel_vq
+    from tokbench.io import write_checked_torch
+
+    monkeypatch.setenv("TOKBENCH_CACHE", str(tmp_path))
+    cfg = {"constructor_kwargs": {"patch": 4, "codebook_size": 8, "resolution": 16,
+                                  "fit": {"data": "sample", "num_images": 4, "num_patches": 200, "iters": 2}}}
+    good = pixel_vq.build(cfg).codebook.clone()
+    (cache,) = (tmp_path / "pixel_vq").glob("*.codebook")
+    raw = cache.read_bytes()
+    for damaged in (raw[: len(raw) // 2], raw[:-1] + bytes([raw[-1] ^ 1]), b""):
+        cache.write_bytes(damaged)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert torch.equal(pixel_vq.build(cfg).codebook, good)
+        assert any(str(cache) in r.getMessage() and "refitting" in r.getMessage() for r in caplog.records)
+        assert cache.read_bytes() == raw  # rebuilt, identical
+    # a valid file made for another configuration (a copied or renamed cache entry) is not trusted either
+    write_checked_torch(cache, {"codebook": good + 1.0}, {"other": "config"}, kind=pixel_vq.CACHE_KIND)
+    assert torch.equal(pixel_vq.build(cfg).codebook, good)

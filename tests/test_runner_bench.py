@@ -8,54 +8,12 @@ import math
 import pytest
 import torch
 
-from tokbench.api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
+from tokbench.api import Tokens
 from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, read_result, run_suite,
                              write_leaderboard)
+from tokbench.result_identity import find_result
 from tokbench.runner.suite import SAMPLE_SUITE
-
-
-class ToyExtractor:
-    """A fixed random projection of 4x4-pooled images: cheap, deterministic, FID exactness is not the point here."""
-
-    dim = 12
-
-    def __init__(self, seed: int = 0):
-        self.w = torch.randn(48, self.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        self.protocol = {"extractor": "toy-projection", "weights_sha256": f"seed{seed}", "random_weights": True}
-
-    def to(self, device):
-        return self
-
-    def __call__(self, images):
-        x = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255.0, 4).flatten(1)
-        return torch.tanh(x @ self.w * 3.0)
-
-
-class ToyVQ(Tokenizer):
-    """4x4 pixel-patch VQ with a seeded random codebook, 16 px images."""
-
-    def __init__(self, k: int = 32, seed: int = 0, nan: bool = False):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("codebook", torch.rand(k, 48, generator=g))
-        self.layout = TokenLayout.grid(4, 4)
-        self.nan = nan
-        self.info = TokenizerInfo(family="toy", preset=f"toy-vq-k{k}-s{seed}" + ("-nan" if nan else ""),
-                                  resolution=16, value_range="[0,1]", vocab_size=k, tokens_per_image=16,
-                                  quantizer="vq")
-
-    @property
-    def token_spaces(self):
-        return [CodebookSpace(self.codebook.shape[0], codes=self.codebook, metric="l2")]
-
-    def _encode(self, x):
-        v = x.reshape(-1, 3, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 48)
-        return [self.token_spaces[0].scores(v).argmax(-1)], [v]
-
-    def decode_raw(self, tokens: Tokens):
-        v = self.codebook[tokens.ids[0]]
-        out = v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
-        return out * float("nan") if self.nan else out
+from tokbench.testing import ToyExtractor, ToyVQ
 
 
 def _suite(**kw) -> Suite:
@@ -89,7 +47,7 @@ def test_run_writes_result_and_leaderboard(tmp_path, extractor):
     (res,) = run_suite(suite, _opts(tmp_path, "runs", leaderboard_dir=tmp_path / "lb"), tokenizers=[tok],
                        extractor=extractor)
     assert res["status"] == "ok"
-    on_disk = read_result(tmp_path / "runs" / "toy-vq-k32-s0__toy.json")
+    on_disk = read_result(find_result(tmp_path / "runs", "toy-vq-k32-s0", "toy"))
     assert on_disk["metrics"]["rfid"] == res["metrics"]["rfid"] and math.isfinite(res["metrics"]["rfid"])
     p = res["protocol"]
     assert p["num_images"] == 24 and p["resolution"] == 16 and p["data"]["content_hash"]
@@ -133,7 +91,7 @@ def test_resume_after_kill_gives_identical_numbers(tmp_path, extractor):
         run_suite(suite, _opts(tmp_path, "b", stop_after_chunks=1), tokenizers=[ToyVQ()], extractor=extractor)
     with pytest.raises(Interrupted):  # a second kill, later
         run_suite(suite, _opts(tmp_path, "b", stop_after_chunks=1), tokenizers=[ToyVQ()], extractor=extractor)
-    assert not (tmp_path / "b" / "toy-vq-k32-s0__toy.json").exists()
+    assert find_result(tmp_path / "b", "toy-vq-k32-s0", "toy") is None
     (resumed,) = run_suite(suite, _opts(tmp_path, "b"), tokenizers=[ToyVQ()], extractor=extractor)
     assert resumed["run"]["resumed_chunks"] == 2
     assert _numbers(resumed) == _numbers(full)
@@ -165,9 +123,10 @@ def test_failures_are_reported_and_others_run(tmp_path, extractor, monkeypatch):
                     tokenizers=[ToyVQ(nan=True), "no-such-tokenizer", ToyVQ(k=16, seed=1)], extractor=extractor)
     assert [r["status"] for r in res] == ["failed", "failed", "ok"]
     assert "NaN" in res[0]["reason"] and "no-such-tokenizer" in res[1]["reason"]
-    assert read_result(tmp_path / "f" / "no-such-tokenizer__toy.json")["status"] == "failed"
+    (failed,) = (tmp_path / "f").glob("no-such-tokenizer__toy__*.failed.json")
+    assert read_result(failed)["status"] == "failed"
     md = (tmp_path / "lb" / "leaderboard.md").read_text()
-    assert "Failed:" in md and "no-such-tokenizer" in md and "toy-vq-k16-s1" in md
+    assert "Failed (" in md and "no-such-tokenizer" in md and "toy-vq-k16-s1" in md
 
 
 def test_leaderboard_refuses_other_protocols(tmp_path, extractor):
@@ -218,7 +177,7 @@ def test_cli_run_with_a_registered_toy(tmp_path, monkeypatch, capsys):
                "--cache-dir", str(tmp_path / "cache"), "--pfid-delta", "0.25", "--no-progress", "--save-images"])
     out = capsys.readouterr().out
     assert rc == 0 and "toy-cli-vq" in out and "rFID" in out
-    res = read_result(tmp_path / "runs" / "toy-cli-vq__clitoy.json")
+    res = read_result(find_result(tmp_path / "runs", "toy-cli-vq", "clitoy"))
     assert res["metrics"]["pfid"][0]["delta_abs"] == {"space0": 6}
     pngs = sorted((tmp_path / "runs" / "images" / "toy-cli-vq").rglob("*.png"))
     assert len(pngs) == 24 and not list((tmp_path / "runs").rglob("*.jp*g"))

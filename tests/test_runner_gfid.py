@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from tokbench.cli import main
+from tokbench.result_identity import find_result
 
 
 class _Moments:
@@ -45,7 +46,7 @@ def test_run_adds_gfid_to_result_and_leaderboard(tmp_path, monkeypatch):
     assert main([*base, "--metrics", "rfid,usage,gfid"]) == 1  # gfid without a generator: a clear error
     assert main([*base, "--metrics", "rfid,usage,gfid", "--generator", str(gen / "generator.safetensors"),
                  "--temperature", "0.9"]) == 0
-    res = json.loads((out / "pixel-vq-p4-k64__gfidtest.json").read_text())
+    res = json.loads(find_result(out, "pixel-vq-p4-k64", "gfidtest").read_text())
     g = res["gfid"]
     assert g["value"] > 0 and g["num_samples"] == 6  # same N as the reference
     assert g["protocol"]["sampling"]["temperature"] == 0.9
@@ -75,7 +76,7 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
     base = ["run", "--suite", str(tmp_path / "suite.yaml"), "--out", str(out), "--leaderboard-dir", str(board),
             "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu", "--gfid-num", "6"]
     assert main(base) == 0
-    res = json.loads((out / f"{preset}__defaultgfid.json").read_text())
+    res = json.loads(find_result(out, preset, "defaultgfid").read_text())
     g = res["gfid"]
     assert g["num_samples"] == 6 and g["reference"]["data"] == "sample:train" and g["reference"]["n"] == 90
     assert g["generator"] == f"tokbench/zoo_weights/{rows[0]['generator']}"
@@ -87,6 +88,6 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
 
     monkeypatch.setattr(tokbench.gen, "gfid", boom)
     assert main(base) == 0  # up to date: nothing sampled
-    assert json.loads((out / f"{preset}__defaultgfid.json").read_text())["gfid"]["value"] == g["value"]
+    assert json.loads(find_result(out, preset, "defaultgfid").read_text())["gfid"]["value"] == g["value"]
     assert main([*base, "--metrics", "rfid"]) == 0  # gfid not asked for
     assert main([*base, "--gfid-seed", "1"]) == 3  # a changed protocol recomputes (here: the patched sampler fails)

@@ -221,3 +221,26 @@ def test_dead_code_restart_reinitialises_unused_codes_from_batch_features():
 
 def to_native_batch(x):
     return x.double().div(127.5).sub(1).float()
+
+
+def test_resume_trims_the_log_written_after_the_checkpoint(tmp_path):
+    """Killed at step 5 with the checkpoint at step 3: steps 4-5 are run again, and logged once (issue 14 #5)."""
+    data, cfg = _images(), _cfg()
+    full = Trainer(cfg, data, out_dir=tmp_path / "full", progress=False)
+    full.fit(final=False)
+    part = Trainer(cfg, data, out_dir=tmp_path / "part", progress=False)
+    part.fit(until=3, final=False)
+    ck = part.save_checkpoint()
+    part.fit(until=5, final=False)  # logged, then "killed" before the next checkpoint
+    part._log_file.close()
+    del part
+    resumed = Trainer(cfg, data, out_dir=tmp_path / "part", progress=False)
+    assert resumed.resume(ck) and resumed.step == 3
+    resumed.fit(final=False)
+
+    def steps(folder):
+        return [(r["step"], r["loss"]) for r in map(json.loads, (folder / "log.jsonl").read_text().splitlines())
+                if "loss" in r]
+
+    assert steps(tmp_path / "part") == steps(tmp_path / "full")
+    assert [s for s, _ in steps(tmp_path / "part")] == [1, 2, 3, 4, 5, 6]

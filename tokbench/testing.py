@@ -1,14 +1,18 @@
-"""Helpers for tests: parity fixtures from ../shared, meta-device state dicts from manifests."""
+"""Helpers for tests: parity fixtures from ../shared, meta-device state dicts from manifests, a toy tokenizer and a toy
+feature extractor (cheap, deterministic; also usable from the subprocesses of concurrency tests)."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from .api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
 from .weights import mismatch_report, shapes_of
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64,
@@ -62,3 +66,64 @@ def meta_state_dict(keys: Iterable) -> dict[str, torch.Tensor]:
 def layout_report(model: torch.nn.Module, state_dict: dict) -> str:
     """'' when the model's state-dict keys and shapes equal the given (filtered) state dict's."""
     return mismatch_report(shapes_of(model.state_dict()), shapes_of(state_dict))
+
+
+class ToyExtractor:
+    """A fixed random projection of 4x4-pooled images: cheap, deterministic, FID exactness is not the point here."""
+
+    dim = 12
+
+    def __init__(self, seed: int = 0):
+        self.w = torch.randn(48, self.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        self.protocol = {"extractor": "toy-projection", "weights_sha256": f"seed{seed}", "random_weights": True}
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images):
+        x = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255.0, 4).flatten(1)
+        return torch.tanh(x @ self.w * 3.0)
+
+
+class ToyVQ(Tokenizer):
+    """4x4 pixel-patch VQ with a seeded random codebook, 16 px images."""
+
+    def __init__(self, k: int = 32, seed: int = 0, nan: bool = False):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("codebook", torch.rand(k, 48, generator=g))
+        self.layout = TokenLayout.grid(4, 4)
+        self.nan = nan
+        self.info = TokenizerInfo(family="toy", preset=f"toy-vq-k{k}-s{seed}" + ("-nan" if nan else ""),
+                                  resolution=16, value_range="[0,1]", vocab_size=k, tokens_per_image=16,
+                                  quantizer="vq")
+
+    @property
+    def token_spaces(self):
+        return [CodebookSpace(self.codebook.shape[0], codes=self.codebook, metric="l2")]
+
+    def _encode(self, x):
+        v = x.reshape(-1, 3, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 48)
+        return [self.token_spaces[0].scores(v).argmax(-1)], [v]
+
+    def decode_raw(self, tokens: Tokens):
+        v = self.codebook[tokens.ids[0]]
+        out = v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
+        return out * float("nan") if self.nan else out
+
+
+def run_processes(code: str, argv_per_process: list, timeout: float = 120) -> list[tuple[int, str]]:
+    """Start one `python -c code` per argv at once (concurrency tests); wait, bounded, and return (rc, stderr) of
+    each. A process still running at the timeout is killed and the test fails."""
+    procs = [subprocess.Popen([sys.executable, "-c", code, *map(str, a)], stderr=subprocess.PIPE, text=True)
+             for a in argv_per_process]
+    out = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        out.append((p.returncode, err))
+    return out

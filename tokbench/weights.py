@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .io import atomic_path
 log = logging.getLogger(__name__)
 
 FILTERED_KEY = "tokbench.filtered_for"  # safetensors metadata: the family whose filter was already applied
@@ -152,8 +153,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
             "  Unpickling can run arbitrary code. If you trust the file, pass trust_checkpoint=True (CLI: --trust-checkpoint), "
             "or convert it once: tokbench convert FILE OUT.safetensors --trust-checkpoint [--family FAMILY]"
         ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointMismatchError(f"{path} could not be read as a torch checkpoint: {e}") from e
+    except Exception as e:  # noqa: BLE001 - not a checkpoint at all (text, truncated, garbage): name the file
+        raise CheckpointMismatchError(f"{path} could not be read as a torch checkpoint ({type(e).__name__}: "
+                                      f"{str(e).splitlines()[0][:200] if str(e) else 'malformed'})") from e
 
 
 def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -233,8 +235,6 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, str(tmp),
-              metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
-    os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; weights are meant to be shared
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # also gives the normal file mode (safetensors creates files owner-only)
+        save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, str(tmp),
+                  metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})

@@ -8,8 +8,6 @@ competitive tokenizer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -17,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from ..api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
+from ..io import CorruptFileError, read_checked_torch, stable_hash, write_checked_torch
 from ..registry import Family, Preset, register_family, register_preset
-from ..weights import save_safetensors
 
 log = logging.getLogger(__name__)
 
 FAMILY = "pixel_vq"
+CACHE_KIND = "pixel-vq-codebook"
 
 
 def patches_of(images01: torch.Tensor, p: int) -> torch.Tensor:
@@ -110,8 +109,19 @@ class PixelVQ(Tokenizer):
 def _cache_path(cfg: dict) -> Path:
     from ..fid.extractors import cache_dir
 
-    key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "pixel_vq" / f"{key}.safetensors"
+    return cache_dir() / "pixel_vq" / f"{stable_hash(cfg)[:16]}.codebook"
+
+
+def _cached_codebook(path: Path, cfg: dict) -> torch.Tensor | None:
+    """The cached codebook made for exactly `cfg`, verified by its checksum; a damaged or foreign file is named,
+    discarded and refitted."""
+    try:
+        return read_checked_torch(path, cfg, kind=CACHE_KIND)["codebook"]
+    except FileNotFoundError:
+        return None
+    except (CorruptFileError, KeyError, TypeError) as e:
+        log.warning("discarding k-means codebook cache %s (%s): refitting", path, e)
+        return None
 
 
 def build(config: dict) -> PixelVQ:
@@ -122,18 +132,18 @@ def build(config: dict) -> PixelVQ:
     if model.codebook.is_meta or config.get("fit") is False:
         return model
     fit = {"data": "sample", "num_images": None, "num_patches": 20000, "iters": 20, "seed": 0, **model.fit_config}
-    path = _cache_path({**kw, "fit": fit})
-    if path.exists():
-        from safetensors.torch import load_file
-
-        model.codebook.copy_(load_file(str(path))["codebook"])
+    cfg = {**kw, "fit": fit}
+    path = _cache_path(cfg)
+    cached = _cached_codebook(path, cfg)
+    if cached is not None and cached.shape == model.codebook.shape:
+        model.codebook.copy_(cached)
         return model
     from ..data import open_dataset
 
     log.info("fitting pixel-VQ codebook (k=%d, p=%d) on %s", model.codebook.shape[0], model.patch, fit["data"])
     ds = open_dataset(fit["data"], model.resolution, num_images=fit["num_images"])
     model.fit(ds, fit["num_patches"], fit["iters"], fit["seed"])
-    save_safetensors({"codebook": model.codebook}, path, {"tokbench.family": FAMILY, "tokbench.config": {**kw, "fit": fit}})
+    write_checked_torch(path, {"codebook": model.codebook.detach().cpu().clone()}, cfg, kind=CACHE_KIND)
     return model
 
 

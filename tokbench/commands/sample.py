@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from ..io import write_text_atomic
 
 NAME = "sample"
 HELP = "sample from an AR generator (KV cache, CFG, top-k/p); PNGs and/or gFID against a reference"
@@ -103,7 +104,5 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"gfid": value, "num": args.num, "sampling": protocol["sampling"]}))
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "gfid.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-        os.replace(tmp, out / "gfid.json")
+        write_text_atomic(out / "gfid.json", json.dumps(record, indent=1, default=str))
     return 0

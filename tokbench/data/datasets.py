@@ -1,7 +1,9 @@
 """Image data sets delivered as uint8 3×H×W tensors at the tokenizer's resolution.
 
-- `ImageFolderDataset`: a folder, recursive, sorted by relative path, the first N with `num_images`; class labels are
-  the first-level sub-folders (ImageNet layout).
+- `ImageFolderDataset`: a folder, recursive (symlinked folders followed, each real folder once: no loops), sorted by
+  relative path, the first N with `num_images`; class labels are the first-level sub-folders (ImageNet layout).
+  Folders or files that cannot be read (permissions, I/O errors) are an error naming them, or — with
+  `skip_bad_images` — skipped, warned about and listed in `unreadable` (and so in the result).
 - `SampleDataset` (`--data sample`): crops at several scales of the real photographs scikit-image ships. Offline
   smoke runs only: a few hundred crops of 14 photographs are NOT a research-grade reference, and FIDs on them are
   not comparable with published numbers.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -50,17 +53,81 @@ class ImageDataset(Dataset):
         return SubsetDataset(self, list(indices))
 
 
+def check_num_images(num_images) -> None:
+    """`num_images` is None (all) or a whole number ≥ 1: a negative or zero count never silently drops images."""
+    if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1):
+        raise ValueError(f"num_images must be a whole number ≥ 1 (or absent for all images), got {num_images!r}")
+
+
+def _open_for_read(path: Path):
+    return open(path, "rb")
+
+
+def _reason(e: OSError) -> str:
+    return f"{type(e).__name__}: {e.strerror or e}"
+
+
+def list_images(root: Path) -> tuple[list[Path], list[dict]]:
+    """(image files under root, unreadable entries [{path, reason}]). Symlinked folders are followed; a folder reached
+    twice (a symlink loop, or two links to one folder) is listed once. Every file listed was opened once."""
+    files: list[Path] = []
+    bad: list[dict] = []
+    seen: dict[tuple[int, int], Path] = {}
+
+    def walk(d: Path) -> None:
+        try:
+            st = d.stat()
+        except OSError as e:
+            bad.append({"path": str(d), "reason": _reason(e)})
+            return
+        if (st.st_dev, st.st_ino) in seen:
+            log.warning("not following %s: it is the folder %s, already listed (symlink loop or duplicate)", d,
+                        seen[(st.st_dev, st.st_ino)])
+            return
+        seen[(st.st_dev, st.st_ino)] = d
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            bad.append({"path": str(d), "reason": _reason(e)})
+            return
+        for e in entries:
+            p = Path(e.path)
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    walk(p)
+                    continue
+                if not (e.is_file(follow_symlinks=True) and p.suffix.lower() in IMAGE_EXTENSIONS):
+                    continue
+                _open_for_read(p).close()
+            except OSError as err:
+                bad.append({"path": str(p), "reason": _reason(err)})
+                continue
+            files.append(p)
+
+    walk(root)
+    return files, bad
+
+
 class ImageFolderDataset(ImageDataset):
-    def __init__(self, root: str | Path, resolution: int | None, *, crop: str = "adm", num_images: int | None = None):
+    def __init__(self, root: str | Path, resolution: int | None, *, crop: str = "adm", num_images: int | None = None,
+                 skip_bad_images: bool = False):
+        check_num_images(num_images)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {self.root} does not exist")
-        files = sorted(
-            (p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-            key=lambda p: p.relative_to(self.root).as_posix(),
-        )
+        files, unreadable = list_images(self.root)
+        if unreadable and not skip_bad_images:
+            first = unreadable[0]
+            more = f" (and {len(unreadable) - 1} more unreadable entries)" if len(unreadable) > 1 else ""
+            raise BadImageError(first["path"], f"{first['reason']}{more}; fix the permissions or pass "
+                                               "--skip-bad-images to skip unreadable files")
+        for u in unreadable:
+            log.warning("skipping unreadable %s: %s", u["path"], u["reason"])
+        self.unreadable = unreadable
+        files.sort(key=lambda p: p.relative_to(self.root).as_posix())
         if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}")
+            raise FileNotFoundError(f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}")
         self.total_available = len(files)
         if num_images is not None:
             if num_images > len(files):
@@ -94,14 +161,20 @@ class ImageFolderDataset(ImageDataset):
         if self._hash is None:
             h = hashlib.sha256()
             for p in self.files:
-                fh = hashlib.sha256(p.read_bytes()).hexdigest()
+                try:
+                    fh = hashlib.sha256(p.read_bytes()).hexdigest()
+                except OSError as e:
+                    raise BadImageError(p, f"{_reason(e)} (while hashing the data set)") from e
                 h.update(f"{p.relative_to(self.root).as_posix()}\0{fh}\n".encode())
             self._hash = h.hexdigest()
         return self._hash
 
     def describe(self) -> dict:
-        return {"kind": "folder", "root": str(self.root), "num_images": len(self), "resolution": self.resolution,
-                "crop": self.crop, "content_hash": self.content_hash, "uint8": "round-half-up"}
+        d = {"kind": "folder", "root": str(self.root), "num_images": len(self), "resolution": self.resolution,
+             "crop": self.crop, "content_hash": self.content_hash, "uint8": "round-half-up"}
+        if self.unreadable:  # what the measured set left out (only then: other results keep their protocol hash)
+            d["unreadable_skipped"] = [u["path"] for u in self.unreadable]
+        return d
 
 
 # --- the embedded sample set ------------------------------------------------------------------------------------------
@@ -132,10 +205,12 @@ class SampleDataset(ImageDataset):
                  photos: Sequence[str] = SAMPLE_PHOTOS):
         from PIL import Image
 
+        check_num_images(num_images)
         self.resolution = resolution
         self.crop = crop
         self.bad_images = []
         items = [(p, j) for p in photos for j in range(len(SAMPLE_CROPS))]
+        self.total_available = len(items)
         if num_images is not None:
             items = items[:num_images]
         self.items = items
@@ -235,6 +310,7 @@ def open_dataset(spec: str | os.PathLike, resolution: int | None, *, num_images:
                  crop: str = "adm", skip_bad_images: bool = False) -> ImageDataset:
     """`"sample"` → the embedded sample set; `"sample:train"` / `"sample:heldout"` → its split by source photograph
     (`SAMPLE_SPLIT`; `num_images` = the first N of that part); anything else → an image folder."""
+    check_num_images(num_images)
     ds: ImageDataset
     if str(spec) == "sample":
         ds = SampleDataset(resolution, num_images=num_images, crop=crop)
@@ -245,9 +321,27 @@ def open_dataset(spec: str | os.PathLike, resolution: int | None, *, num_images:
             part = SubsetDataset(part.parent, part.indices[:num_images], part.split)
         ds = part
     else:
-        ds = ImageFolderDataset(spec, resolution, crop=crop, num_images=num_images)
+        ds = ImageFolderDataset(spec, resolution, crop=crop, num_images=num_images, skip_bad_images=skip_bad_images)
     ds.skip_bad_images = skip_bad_images  # type: ignore[attr-defined]
+    print(f"data {spec}: {len(ds)} images" + found_text(ds), file=sys.stderr)
     return ds
+
+
+def found_text(ds: ImageDataset) -> str:
+    """`(of N found, k unreadable skipped)` where that says something."""
+    parts = []
+    total = getattr(ds, "total_available", None)
+    if total is not None and total != len(ds):
+        parts.append(f"of {total} found")
+    if getattr(ds, "unreadable", None):
+        parts.append(f"{len(ds.unreadable)} unreadable skipped")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def data_record(ds: ImageDataset) -> dict:
+    """What a result records about the data it read: images found, used, and the unreadable entries skipped."""
+    return {"images_found": getattr(ds, "total_available", len(ds)), "images_used": len(ds),
+            "unreadable_skipped": list(getattr(ds, "unreadable", []) or [])}
 
 
 # --- batching ---------------------------------------------------------------------------------------------------------

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..io import atomic_write
 from ..models.gen_layout import SequenceSpec
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,11 @@ def augment(images: torch.Tensor, aug: str, resolution: int) -> torch.Tensor:
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, arr))
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def id_dtype(spec: SequenceSpec) -> np.dtype:

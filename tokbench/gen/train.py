@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..io import torch_save_atomic, trim_jsonl_log
 from ..models.generator import ARGenerator, GeneratorConfig
 from .checkpoint import GeneratorMeta, TokenizerRef, save_generator
 from .sampling import SamplingConfig
@@ -153,12 +154,6 @@ def _dist() -> tuple[int, int, int]:
     return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path, *, device: str | None = None,
           stop_at: int | None = None, resume: bool = True, progress: bool = True) -> Path:
     """Train (or resume) and return the path of `generator.safetensors` (EMA weights when EMA is on).
@@ -192,7 +187,11 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
     step = 0
     state_path = out / "state.pt"
     if resume and state_path.exists():
-        st = torch.load(state_path, map_location=dev, weights_only=True)
+        try:
+            st = torch.load(state_path, map_location=dev, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a damaged state: name it (never silently restart a training)
+            raise ValueError(f"{state_path}: unreadable generator training state ({type(e).__name__}: {e}); restore "
+                             "it, or use another --out / --no-resume") from e
         if st.get("config") != config.to_dict():
             raise ValueError(f"{out} holds a run with another config; use another --out or --no-resume")
         model.load_state_dict(st["model"])
@@ -203,7 +202,7 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
         step = int(st["step"])
         log.info("resumed %s at step %d of %d", out, step, total)
         if rank == 0:
-            _truncate_log(out / "log.jsonl", step)
+            trim_jsonl_log(out / "log.jsonl", step)
 
     wrapped: nn.Module = _LossModule(model)
     if world > 1:
@@ -215,7 +214,7 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
     def save(final: bool) -> None:
         if rank != 0:
             return
-        _atomic_torch_save({"step": step, "model": model.state_dict(), "optim": opt.state_dict(),
+        torch_save_atomic({"step": step, "model": model.state_dict(), "optim": opt.state_dict(),
                             "ema": ema if ema is not None else [], "config": config.to_dict()}, state_path)
         weights = model.state_dict()
         if ema is not None:
@@ -279,19 +278,3 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
         if logf:
             logf.close()
     return out / "generator.safetensors"
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)

@@ -25,7 +25,10 @@ class CodebookStats:
                  device: torch.device | str = "cpu"):
         self.token_spaces = list(token_spaces)
         self.layout = layout
-        self.window = int(window)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"usage_window (images per codebook-usage window) must be a whole number ≥ 1, got "
+                             f"{window!r}")
+        self.window = window
         self.device = torch.device(device)
         used = sorted({s for g in layout.groups for s in g.spaces})
         self.space_ids = used

@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from ..result_identity import latest_per_identity
+
 RESULT_SCHEMA = "tokbench.result/1"
 NAME_COLUMN = "tokenizer"
 
@@ -89,7 +91,7 @@ def rows_from_results(paths: Sequence[str | Path]) -> pd.DataFrame:
     Files that are not result files, or failed runs, are not rows; they are listed in `df.attrs['skipped']` so the
     report can name them. pFID-versus-α curves go to `df.attrs['curves']` ({tokenizer: {key: [[α, mean, std]…]}}).
     """
-    rows, skipped, curves = [], [], {}
+    rows, skipped, curves, results = [], [], {}, []
     for f in _result_files(paths):
         try:
             d = json.loads(f.read_text())
@@ -99,10 +101,21 @@ def rows_from_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         if not isinstance(d, dict) or d.get("schema") != RESULT_SCHEMA:
             skipped.append({"file": str(f), "reason": f"not a {RESULT_SCHEMA} result file"})
             continue
-        name = (d.get("tokenizer") or {}).get("name", f.stem)
+        d.setdefault("tokenizer", {}).setdefault("name", f.stem)
+        d.setdefault("suite", {})
+        d["_file"] = str(f)
+        results.append(d)
+    newest, _ = latest_per_identity(results)
+    keep = {id(d) for d in newest}
+    for d in results:
+        f, name = Path(d["_file"]), d["tokenizer"]["name"]
         if d.get("status") != "ok":
             skipped.append({"file": str(f), "tokenizer": name,
                             "reason": f"run {d.get('status')}: {d.get('reason', '')}"})
+            continue
+        if id(d) not in keep:
+            skipped.append({"file": str(f), "tokenizer": name,
+                            "reason": "superseded by a newer result of the same tokenizer, suite and data"})
             continue
         info = (d.get("tokenizer") or {}).get("info") or {}
         m = d.get("metrics") or {}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_path
 from .stats import SYMBOL
 
 _META_SVG = {"Date": None, "Creator": "tokbench correlate"}
@@ -39,9 +40,8 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext, meta in (("png", _META_PNG), ("svg", _META_SVG)):
         p = out_dir / f"{stem}.{ext}"
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        fig.savefig(tmp, format=ext, dpi=120 if ext == "png" else None, metadata=meta, bbox_inches="tight")
-        tmp.replace(p)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=ext, dpi=120 if ext == "png" else None, metadata=meta, bbox_inches="tight")
         paths.append(p)
     return paths
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from ..io import write_text_atomic  # noqa: F401 - re-exported (one implementation)
 from .stats import SYMBOL
 
 STATUS_TEXT = {"ok": "", "few": "point estimates only", "too_few": "too few tokenizers", "constant": "constant column"}
@@ -25,19 +23,6 @@ def clean_json(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode() if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_json(report: dict) -> str:

@@ -1,17 +1,21 @@
 """The benchmark loop: per batch, encode once; decode the clean tokens and every perturbation setting from those same
 tokens; stream features into one accumulator per metric. Chunked and resumable; sharded across torchrun processes.
 
+Sums: every chunk's FID and quality sums are added to the totals in chunk order (`ordered.py`), so N processes give
+bit-identical numbers to one.
+
 Resume: after every chunk of `chunk_size` images, the process saves all its accumulators (float64 sums, counts) to
-`<out>/state/<tokenizer>__<suite>/rank<r>of<W>.pt` atomically. A rerun of the same command skips finished chunks and
-therefore sums exactly the same numbers in the same order: identical results. The state carries the run hash
-(protocol + tokenizer + batching + world size); a changed protocol starts afresh instead of mixing.
+`<out>/state/<tokenizer>__<suite>__<result key>/rank<r>of<W>.pt` atomically. A rerun of the same command skips
+finished chunks and therefore sums exactly the same numbers in the same order: identical results. The state is a
+checked file (`tokbench.io`): it carries the run hash (protocol + tokenizer + batching + world size) and a sha256 of
+its contents; a changed protocol, a damaged file or one missing a field is named in a warning and the run restarts
+from scratch instead of mixing or trusting it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
 import shutil
 import time
@@ -28,10 +32,12 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
+from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
 from ..perturb import PerturbSetting, Perturber, neighbour_rules, rule_summary
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
-from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
-                     stable_hash, write_json_atomic)
+from .ordered import PROTOCOL as SUM_PROTOCOL, ChunkOrderedSums
+from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result,
+                     result_file, result_key, result_path, safe_name, stable_hash, write_json_atomic)
 from .suite import Suite
 
 log = logging.getLogger(__name__)
@@ -180,7 +186,7 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
         "decode_dtype": "float32",
         "metrics": sorted(suite.metrics),
         "fid": {"extractor": extractor.protocol, "reference": {k: ref_proto.get(k) for k in ("cache_key",)},
-                "sqrt": SQRT_METHOD, "statistics": "float64 sums (n, Σx, Σxxᵀ)"},
+                "sqrt": SQRT_METHOD, "statistics": SUM_PROTOCOL},
         "pfid": {"settings": [{"alpha": a, "delta": d, "beta": b, "mode": m, "scales": list(sc) if sc else None,
                                "exclude_self": x, "seeds": seeds} for (a, d, b, m, sc, x), seeds in groups.items()],
                  "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL, "realised_share": REALISED_SHARE} if settings else None,
@@ -195,23 +201,33 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
 # ----------------------------------------------------------------------------------------------------------------------
 # State (resume)
 # ----------------------------------------------------------------------------------------------------------------------
+STATE_KIND = "tokbench.resume-state/1"
+STATE_FIELDS = ("run_hash", "done", "sums", "rates", "codebook", "timings", "bad_images")
+
+
 def _save_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        write_checked_torch(path, state, state["run_hash"], kind=STATE_KIND)
+    except FileNotFoundError:  # a concurrent identical run finished and removed the folder meanwhile
+        write_checked_torch(path, state, state["run_hash"], kind=STATE_KIND)
 
 
 def _load_state(path: Path, run_hash: str) -> dict | None:
-    if not path.exists():
-        return None
+    """The verified state of this exact run, or None (absent; or named in a warning and discarded: damaged, of another
+    run, or missing a field)."""
     try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a corrupt state is discarded, not fatal
-        log.warning("discarding unreadable resume state %s: %s", path, e)
+        st = read_checked_torch(path, run_hash, kind=STATE_KIND)
+    except FileNotFoundError:
         return None
-    if st.get("run_hash") != run_hash:
+    except KeyMismatchError:
         log.warning("resume state %s belongs to a different protocol/configuration: starting afresh", path)
+        return None
+    except CorruptFileError as e:
+        log.warning("discarding damaged resume state (%s): this run restarts from scratch", e)
+        return None
+    missing = [k for k in STATE_FIELDS if not isinstance(st, dict) or k not in st]
+    if missing:
+        log.warning("discarding resume state %s (missing %s): this run restarts from scratch", path, ", ".join(missing))
         return None
     return st
 
@@ -222,9 +238,9 @@ def _load_state(path: Path, run_hash: str) -> dict | None:
 def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_acc, ref_proto: dict, opts: RunOptions,
              dist_info: DistInfo | None = None) -> dict:
     """Run one tokenizer over the (shard of the) data set; returns the result dict (written by rank 0)."""
-    from ..data import iter_batches, to_uint8
-    from ..fid import StatsAccumulator, frechet_distance
-    from ..metrics import CodebookStats, ImageQuality
+    from ..data import data_record, iter_batches, to_uint8
+    from ..fid import frechet_distance
+    from ..metrics import CodebookStats
 
     info = dist_info or DistInfo()
     device = torch.device(opts.device)
@@ -242,44 +258,59 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                   "token_spaces": describe_spaces(tok.token_spaces), "weights": weights_record(tok)}
     run_hash = stable_hash({"protocol": protocol["hash"], "tokenizer": tok_record, "batch_size": suite.batch_size,
                             "chunk_size": suite.chunk_size, "world": info.world, "device": device.type})
-    rpath = result_path(opts.out_dir, name, suite.name)
-    if rpath.exists() and not opts.force:
-        try:
-            old = read_result(rpath)
-            if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
-                log.info("%s: up-to-date result %s (use --force to recompute)", name, rpath)
-                return old
-        except ValueError:
-            pass
+    rkey = result_key(protocol)
+    rpath = result_path(opts.out_dir, name, suite.name, rkey)
+    for p in (rpath, result_path(opts.out_dir, name, suite.name)) if not opts.force else ():
+        try:  # an unreadable previous result is only a reason to recompute, never to fail or to delete
+            old = read_result(p)
+        except (ValueError, OSError):
+            continue
+        if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
+            log.info("%s: up-to-date result %s (use --force to recompute)", name, p)
+            return old
 
     N = len(dataset)
     C = suite.chunk_size
     nchunks = math.ceil(N / C)
     mine = [c for c in range(nchunks) if c % info.world == info.rank]
-    state_dir = opts.out_dir / "state" / f"{safe_name(name)}__{safe_name(suite.name)}"
+    state_dir = opts.out_dir / "state" / f"{safe_name(name)}__{safe_name(suite.name)}__{rkey}"
     spath = state_dir / f"rank{info.rank}of{info.world}.pt"
+    clean_stale_temps(state_dir)
+    if info.main:
+        clean_stale_temps(opts.out_dir)
 
     labels = (["rfid"] if "rfid" in want else []) + [s.label for s in settings]
-    accs = {k: StatsAccumulator(extractor.dim) for k in labels}
-    rates = {s.label: torch.zeros(2, dtype=torch.int64) for s in settings}
-    quality = ImageQuality()
-    cb = CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None
     timer = _Timer(device)
-    done: list[int] = []
-    bad: list[dict] = []
+
+    def fresh():
+        """(sums, replacement counts, codebook statistics, finished chunks, bad images) of a run from scratch."""
+        timer.totals.clear()
+        return (ChunkOrderedSums(labels, extractor.dim, info), {s.label: torch.zeros(2, dtype=torch.int64)
+                                                                for s in settings},
+                CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None,
+                [], [])
+
+    sums, rates, cb, done, bad = fresh()
     st = _load_state(spath, run_hash) if not opts.force else None
     if st is not None:
-        done = list(st["done"])
-        for k in labels:
-            accs[k].load_state_dict(st["acc"][k])
-        for k in rates:
-            rates[k] = st["rates"][k].clone()
-        quality.load_state_dict(st["quality"])
-        if cb is not None:
-            cb.load_state_dict(st["codebook"])
-        timer.totals.update(st["timings"])
-        bad = list(st["bad_images"])
-        log.info("%s: resuming after %d finished chunks", name, len(done))
+        try:
+            done = list(st["done"])
+            sums.load_state_dict(st["sums"])
+            for k in rates:
+                rates[k] = st["rates"][k].clone()
+            if cb is not None:
+                cb.load_state_dict(st["codebook"])
+            timer.totals.update(st["timings"])
+            bad = list(st["bad_images"])
+            log.info("%s: resuming after %d finished chunks", name, len(done))
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            log.warning("discarding resume state %s (%s: %s): this run restarts from scratch", spath,
+                        type(e).__name__, e)
+            st = None
+            sums, rates, cb, done, bad = fresh()
+    if not sums.agree_on_resume(st is not None):
+        log.warning("%s: the processes' resume states do not fit together: every process restarts from scratch", name)
+        sums, rates, cb, done, bad = fresh()
     resumed = len(done)
 
     perturber = Perturber.for_tokenizer(tok, device)
@@ -317,71 +348,80 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                desc=name, leave=False, disable=not (opts.progress and info.main) or None)
     new_chunks = 0
     t_start = time.perf_counter()
-    err: BaseException | None = None
-    try:
-        for c in todo:
-            for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
-                bad.extend(batch.bad)
-                if batch.images.numel() == 0:
-                    continue
-                imgs, idx = batch.images.to(device), batch.indices
-                with timer("encode"):
-                    tokens = tok.encode(imgs)
-                feats = tok.last_features
-                if cb is not None:
-                    with timer("metrics"):
-                        cb.update(tokens, idx)
-                with timer("decode"):
-                    rec = to_uint8(tok.decode(tokens))
-                if want & {"psnr", "ssim"}:
-                    with timer("metrics"):
-                        quality.update(imgs, rec, "psnr" in want, "ssim" in want)
-                if "rfid" in want:
-                    with timer("features"):
-                        accs["rfid"].update(extractor(rec))
-                if opts.save_images:
-                    save_pngs("clean", rec, idx)
-                for s in settings:
-                    with timer("perturb"):
-                        pr = perturber(tokens, s, idx, feats)
-                        rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
-                    with timer("decode"):
-                        prec = to_uint8(tok.decode(pr.tokens))
-                    with timer("features"):
-                        accs[s.label].update(extractor(prec))
-                    if opts.save_images:
-                        save_pngs(s.label, prec, idx)
-                bar.update(int(imgs.shape[0]))
-            done.append(c)
+
+    def run_chunk(c: int) -> tuple[dict, Any]:
+        """One chunk: its own FID/quality sums (folded in chunk order later); counts, codebook and PNGs directly."""
+        chunk_accs, quality = sums.new_chunk()
+        for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
+            bad.extend(batch.bad)
+            if batch.images.numel() == 0:
+                continue
+            imgs, idx = batch.images.to(device), batch.indices
+            with timer("encode"):
+                tokens = tok.encode(imgs)
+            feats = tok.last_features
             if cb is not None:
-                cb.close_windows(windows_done(c))
-            elapsed = time.perf_counter() - t_start
-            t_start = time.perf_counter()
-            timer.totals["total"] += elapsed
-            _save_state(spath, {"run_hash": run_hash, "done": done, "acc": {k: a.state_dict() for k, a in accs.items()},
-                                "rates": rates, "quality": quality.state_dict(),
-                                "codebook": cb.state_dict() if cb is not None else None,
-                                "timings": dict(timer.totals), "bad_images": bad})
-            new_chunks += 1
-            if opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
+                with timer("metrics"):
+                    cb.update(tokens, idx)
+            with timer("decode"):
+                rec = to_uint8(tok.decode(tokens))
+            if want & {"psnr", "ssim"}:
+                with timer("metrics"):
+                    quality.update(imgs, rec, "psnr" in want, "ssim" in want)
+            if "rfid" in want:
+                with timer("features"):
+                    chunk_accs["rfid"].update(extractor(rec))
+            if opts.save_images:
+                save_pngs("clean", rec, idx)
+            for s in settings:
+                with timer("perturb"):
+                    pr = perturber(tokens, s, idx, feats)
+                    rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
+                with timer("decode"):
+                    prec = to_uint8(tok.decode(pr.tokens))
+                with timer("features"):
+                    chunk_accs[s.label].update(extractor(prec))
+                if opts.save_images:
+                    save_pngs(s.label, prec, idx)
+            bar.update(int(imgs.shape[0]))
+        return chunk_accs, quality
+
+    for r in range(sums.rounds, math.ceil(nchunks / info.world)):
+        c = r * info.world + info.rank
+        err: BaseException | None = None
+        if not sums.ready:  # (ready: computed and saved before an interruption, not yet folded)
+            try:
+                sums.pending = run_chunk(c) if c < nchunks else None
+                sums.ready = True
+                if c < nchunks:
+                    done.append(c)
+                    if cb is not None:
+                        cb.close_windows(windows_done(c))
+                    new_chunks += 1
+                elapsed = time.perf_counter() - t_start
+                t_start = time.perf_counter()
+                timer.totals["total"] += elapsed
+                _save_state(spath, {"run_hash": run_hash, "done": done, "sums": sums.state_dict(), "rates": rates,
+                                    "codebook": cb.state_dict() if cb is not None else None,
+                                    "timings": dict(timer.totals), "bad_images": bad})
+            except (Interrupted, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - the other processes must hear of it before the next collective
+                if not info.active:
+                    raise
+                err = e
+            if err is None and opts.stop_after_chunks is not None and new_chunks >= opts.stop_after_chunks:
                 bar.close()
                 raise Interrupted(f"stopped after {new_chunks} chunks (test hook)")
-    except (Interrupted, KeyboardInterrupt):
-        raise
-    except Exception as e:  # noqa: BLE001 - the other processes must hear of it before the next collective
-        if not info.active:
-            raise
-        err = e
+        agree(info, err, f"{name}: chunk loop")
+        sums.fold(sums.pending)
     bar.close()
-    agree(info, err, f"{name}: chunk loop")
 
-    # --- reduce across processes ----------------------------------------------------------------------------------
+    # --- reduce across processes (the FID and quality sums are already folded in chunk order) ---------------------
+    accs, quality = sums.total, sums.quality
     if info.active:
-        for a in accs.values():
-            a.all_reduce()
         for k in rates:
             rates[k] = all_reduce_(rates[k], info)
-        quality.load_tensor(all_reduce_(quality.as_tensor(), info))
         import torch.distributed as dist
 
         gathered: list = [None] * info.world
@@ -416,7 +456,8 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                 "batch_size": suite.batch_size, "chunk_size": suite.chunk_size, "versions": versions(),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "timings_s": timings, "images_per_s": (n_eval / wall) if wall > 0 else None,
-                "bad_images": bad, "resumed_chunks": resumed, "host": platform.node()},
+                "bad_images": bad, "resumed_chunks": resumed, "host": platform.node(),
+                "data": dict(data_record(dataset), bad_images_skipped=len(bad))},
         "metrics": metrics,
     }
     _together(info, f"{name}: writing the result", lambda: write_json_atomic(rpath, result) if info.main else None)
@@ -459,13 +500,32 @@ def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict
     return rows, curve
 
 
-def failed_result(name: str, suite: Suite, err: BaseException, tok: Tokenizer | None = None) -> dict:
+def _data_key_of(ds, spec) -> str:
+    """The data key of a failed run: the data set's content hash when it opened and hashes, else its spec's."""
+    try:
+        return data_key(ds.content_hash if ds is not None else None, spec)
+    except Exception:  # noqa: BLE001 - the data itself may be what failed
+        return data_key(None, spec)
+
+
+def _record_failure(out_dir: Path, res: dict) -> None:
+    """Write the failed-result file beside (never over) the successes; on a full or broken disk, say so in one line."""
+    try:
+        write_json_atomic(result_file(out_dir, res), res)
+    except OSError as e:
+        log.error("%s: the failure could not be recorded in %s: %s", res["tokenizer"]["name"], out_dir,
+                  e.strerror or e)
+
+
+def failed_result(name: str, suite: Suite, err: BaseException, tok: Tokenizer | None = None,
+                  data: str | None = None) -> dict:
     reason = f"{type(err).__name__}: {err}"
     if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
         reason = f"out of memory: {err}"
     elif isinstance(err, FloatingPointError):
         reason = f"non-finite output (NaN/inf): {err}"
     return {"schema": SCHEMA, "status": "failed", "reason": reason, "error_type": type(err).__name__,
+            "data_key": data or data_key(None, suite.data),
             "traceback_tail": traceback.format_exception(type(err), err, err.__traceback__)[-3:],
             "tokenizer": {"name": name, "info": tok.info.to_dict() if tok is not None else None},
             "suite": {"name": suite.name, "file": suite.file, "definition": suite.to_dict()},
@@ -517,6 +577,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
             name = tokenizer_name(entry)
             outer.set_postfix_str(name)
             tok = None
+            res_key = suite.resolution
             try:
                 t0 = time.perf_counter()
                 tok = _together(info, f"{name}: load", lambda: entry.to(opts.device).eval() if isinstance(
@@ -542,9 +603,9 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
                 raise
             except Exception as e:  # noqa: BLE001 - one tokenizer's failure must not stop the others
                 log.error("%s failed: %s: %s", name, type(e).__name__, e)
-                res = failed_result(name, suite, e, tok)
+                res = failed_result(name, suite, e, tok, data=_data_key_of(datasets.get(res_key), suite.data))
                 if info.main:
-                    write_json_atomic(result_path(opts.out_dir, name, suite.name), res)
+                    _record_failure(opts.out_dir, res)
             finally:
                 del tok
                 if torch.cuda.is_available():

@@ -15,7 +15,8 @@ import json
 import logging
 from pathlib import Path
 
-from .schema import portable_path, result_path, stable_hash, write_json_atomic
+from ..result_identity import find_result
+from .schema import portable_path, stable_hash, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ def add_gfid(suite, opts, generator: str | Path, *, sampler: dict | None = None,
 
     model, meta = load_generator(generator, opts.device)
     name = meta.tokenizer.name
-    path = result_path(opts.out_dir, name, suite.name)
-    if not path.exists():
+    path = find_result(opts.out_dir, name, suite.name)
+    if path is None:
         raise ValueError(f"generator {generator} was trained on tokenizer {name!r}, which has no result for suite "
                          f"{suite.name} in {opts.out_dir}: run `tokbench run --tokenizer {name}` with this suite first")
     res = json.loads(path.read_text())

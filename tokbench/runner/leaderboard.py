@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .schema import portable_path, read_result, write_json_atomic
+from ..io import write_json_atomic, write_text_atomic
+from .schema import latest_per_identity, portable_path, read_result
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,14 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def build(results: Sequence[dict]) -> dict:
-    ok = [r for r in results if r.get("status") == "ok"]
-    failed = [{"tokenizer": r["tokenizer"]["name"], "reason": r.get("reason", "")} for r in results
-              if r.get("status") != "ok"]
+    """The table from result dicts: the newest success per (tokenizer, suite, data) is a row; a failure is listed
+    apart (and only when it is newer than that tokenizer's newest success), never instead of a row."""
+    ok, failed_runs = latest_per_identity(list(results))
+    ok_names = {r["tokenizer"]["name"] for r in ok}
+    failed = [{"tokenizer": r["tokenizer"]["name"], "reason": r.get("reason", ""),
+               "finished": (r.get("run") or {}).get("finished"),
+               "has_successful_row": r["tokenizer"]["name"] in ok_names}
+              for r in sorted(failed_runs, key=lambda r: r["tokenizer"]["name"])]
     if not ok:
         return {"suite": results[0]["suite"]["name"] if results else None, "protocol": None, "rows": [],
                 "columns": [], "failed": failed, "refused": []}
@@ -250,7 +256,11 @@ def to_markdown(board: dict) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out += ["", f"Sorted by {board['sorted_by']}."]
     if board["failed"]:
-        out += ["", "Failed:", ""] + [f"- `{f['tokenizer']}`: {f['reason']}" for f in board["failed"]]
+        out += ["", "Failed (the table keeps each tokenizer's last successful result):", ""] + [
+            f"- `{f['tokenizer']}`"
+            + (f" ({f['finished']})" if f.get("finished") else "") + f": {f['reason']}"
+            + (" — its earlier successful result is in the table" if f.get("has_successful_row") else "")
+            for f in board["failed"]]
     if board["refused"]:
         out += ["", "Refused (measured under a different protocol):", ""] + \
                [f"- `{f['tokenizer']}`: {f['reason']}" for f in board["refused"]]
@@ -277,18 +287,13 @@ def write_leaderboard(runs_dir: str | Path, out_dir: str | Path = "results", sui
         if not names:
             raise ValueError(f"no successful result files in {runs_dir}")
         suite = names.most_common(1)[0][0]
-    results = [r for r in results if r["suite"]["name"] == suite]
+    results = [r for r in results if (r.get("suite") or {}).get("name") == suite]
     if not results:
         raise ValueError(f"no result files of suite {suite!r} in {runs_dir}")
     board = build(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(board)
-    tmp = out / "leaderboard.md.tmp"
-    tmp.write_text(md)
-    tmp.replace(out / "leaderboard.md")
-    tmp = out / "leaderboard.csv.tmp"
-    tmp.write_text(to_csv(board))
-    tmp.replace(out / "leaderboard.csv")
+    write_text_atomic(out / "leaderboard.md", to_markdown(board))
+    write_text_atomic(out / "leaderboard.csv", to_csv(board))
     write_json_atomic(out / "leaderboard.json", board)
     return board

@@ -1,13 +1,16 @@
-"""The result file: one JSON per (tokenizer, suite), written atomically by `tokbench run`; read by
-`tokbench leaderboard` and `tokbench correlate`.
+"""The result file: one JSON per measurement (tokenizer, suite, data, protocol), written atomically by `tokbench run`;
+read by `tokbench leaderboard` and `tokbench correlate`.
 
-File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces replaced by `_`).
+File name (`tokbench.result_identity`): `<out>/<tokenizer>__<suite>__<data8>-<protocol8>.json`, a failed run
+`<tokenizer>__<suite>__<data8>.failed.json` beside it (names with `/` and spaces replaced by `_`); older
+`<tokenizer>__<suite>.json` files are still read.
 
 ```
 {
   "schema": "tokbench.result/1",
   "status": "ok" | "failed",
   "reason": "why it failed (failed only)",          "error_type": "WeightsNotFoundError" …
+  "data_key": "<data8> (failed only: the data it was asked to measure)",
   "tokenizer": {"name": "llamagen-vq16", "info": {TokenizerInfo: family, preset, resolution, crop, value_range,
                  vocab_size, tokens_per_image, quantizer, paper, code_license, weights_license, weight_source, notes},
                 "layout": {"groups": [...]}, "token_spaces": [{"kind", "vocab_size", "metric"|"bits"|"levels"}],
@@ -28,7 +31,8 @@ File name: `<out>/<tokenizer>__<suite>.json` (tokenizer name with `/` and spaces
   "run": {"run_hash": protocol hash + tokenizer + batching (resume key), "device", "dtype", "world_size",
           "batch_size", "chunk_size", "versions": {"tokbench", "torch", "torch_fidelity", "python"},
           "started", "finished", "timings_s": {"encode", "decode", "perturb", "features", "metrics", "total"},
-          "images_per_s", "bad_images": [{"index", "path", "reason"}], "resumed_chunks": k},
+          "images_per_s", "bad_images": [{"index", "path", "reason"}], "resumed_chunks": k,
+          "data": {"images_found", "images_used", "unreadable_skipped": [{"path", "reason"}], "bad_images_skipped"}},
   "metrics": {
       "rfid": float | null,
       "pfid": [{"alpha", "delta" (as given: int or fraction), "delta_abs": {"space0": int, …}, "mode" (requested
@@ -50,13 +54,14 @@ Absent metrics (not asked) are null / missing; a metric is never written as a nu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
+
+from ..io import stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
+from ..result_identity import (data_key, identity, latest_per_identity, result_file, result_key,  # noqa: F401
+                               result_path, safe_name)
 
 SCHEMA = "tokbench.result/1"
 UINT8_RULE = "floor(255*x01+0.5) after clamp to [0,1]"
@@ -68,43 +73,6 @@ RULE_PROTOCOL = ("image perturbed iff u_img < beta; token re-drawn iff u <= alph
 REALISED_SHARE = ("a re-drawn token may draw itself back: expected share of changed tokens alpha*(delta-1)/delta, or "
                   "alpha with exclude_self (FSQ clipping at the grid edge lowers both); the measured share is "
                   "replacement_rate")
-
-
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
-
-
-def result_path(out_dir: str | os.PathLike, tokenizer: str, suite: str) -> Path:
-    return Path(out_dir) / f"{safe_name(tokenizer)}__{safe_name(suite)}.json"
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=False, default=_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 def read_result(path: str | os.PathLike) -> dict:

@@ -167,7 +167,7 @@ def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[f
         out[f"pfid_a{row['alpha']:g}"] = row["mean"]
         out[f"changed_a{row['alpha']:g}"] = row["replacement_rate_mean"]
     if tmp is None:
-        from ..runner import result_path
+        from ..runner.schema import result_file
 
-        out["result_file"] = str(result_path(Path(out_dir), res["tokenizer"]["name"], suite.name))
+        out["result_file"] = str(result_file(Path(out_dir), res))
     return out

@@ -22,7 +22,6 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -30,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
 from ..registry import get_family
-from ..weights import save_safetensors
+from ..weights import CheckpointMismatchError, save_safetensors
 from . import regularizers as R
 from .data import BatchOrder, split_indices, to_native
 from .evaluate import heldout_metrics, runner_metrics
@@ -375,16 +375,21 @@ class Trainer:
         path = Path(path) if path else self.checkpoint_path()
         if self.rank == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
+            torch_save_atomic(self.state_dict(), path)
         return path
 
     def resume(self, path: str | Path | None = None) -> bool:
         path = Path(path) if path else self.checkpoint_path()
         if not path.exists():
             return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        try:
+            sd = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a damaged checkpoint: name it (never silently restart a training)
+            raise CheckpointMismatchError(f"{path}: unreadable training checkpoint ({type(e).__name__}: {e}); "
+                                          "restore it or start in another --out") from e
+        self.load_state_dict(sd)
+        if self.rank == 0 and self.out_dir is not None:  # steps after the checkpoint are run (and logged) again
+            trim_jsonl_log(self.out_dir / "log.jsonl", self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
@@ -508,5 +513,5 @@ class Trainer:
                 result["eval"] = self.evaluate()
                 self._log({"event": "eval", "step": self.step, **result["eval"]})
                 if self.rank == 0:
-                    (self.out_dir / "eval.json").write_text(json.dumps(result["eval"], indent=1, default=str))
+                    write_text_atomic(self.out_dir / "eval.json", json.dumps(result["eval"], indent=1, default=str))
         return result

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..io import write_text_atomic
 from ..weights import safetensors_metadata, save_safetensors
 
 MANIFEST = "manifest.json"
@@ -75,8 +76,8 @@ def export(out_dir: str | Path, dest: str | Path, *, budget_mb: float = 3.0, nam
                      "bytes": tdst.stat().st_size + gdst.stat().st_size, "axes": it["axes"],
                      "zoo": summary["name"], "zoo_gfid": it["gfid"],
                      "source": f"{out_dir}/summary.json (trained by `tokbench zoo`)"})
-    (dest / MANIFEST).write_text(json.dumps({"zoo": summary["name"], "budget_mb": budget_mb, "weights": rows},
-                                            indent=1) + "\n")
+    write_text_atomic(dest / MANIFEST, json.dumps({"zoo": summary["name"], "budget_mb": budget_mb, "weights": rows},
+                                                  indent=1) + "\n")
     return rows
 
 

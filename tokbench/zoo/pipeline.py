@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..io import write_json_atomic, write_text_atomic
 from .config import axes, stable_hash
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ class ZooOptions:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    from ..runner.schema import write_json_atomic
-
     write_json_atomic(path, obj)
 
 
@@ -83,7 +82,7 @@ class Stages:
             log.warning("%s/%s: inputs changed since the partial work in %s; starting this stage afresh", tok, stage, d)
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
-        kf.write_text(key + "\n")
+        write_text_atomic(kf, key + "\n")
         return d
 
     def mark(self, tok: str, stage: str, key: str, record: dict) -> dict:
@@ -287,9 +286,9 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
             raise ZooInterrupted(f"{name}: interrupted during measurement ({e})") from e
         if res.get("status") != "ok":  # pragma: no cover - evaluate raises instead
             raise RuntimeError(f"{name}: measurement failed: {res.get('reason')}")
-        from ..runner.schema import result_path
+        from ..runner.schema import result_file
 
-        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_path(opts.out / "runs", name, suite.name)),
+        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_file(opts.out / "runs", res)),
                                                         "seconds": round(time.time() - t0, 2)})
 
     # 5. gFID --------------------------------------------------------------------------------------------------------
