@@ -34,7 +34,8 @@ EXPECTED = {"codebook": "feature", "binary": "hamming", "fsq": "fsq-grid"}
 
 
 def test_every_registered_family_is_covered():
-    assert set(families()) == set(FIXTURES), "a new family needs its row here (which rule does its pFID use?)"
+    shipped = {f for f in families() if not f.startswith("toy")}  # toy families are registered by other tests
+    assert shipped == set(FIXTURES), "a new family needs its row here (which rule does its pFID use?)"
 
 
 def _load(family: str):
