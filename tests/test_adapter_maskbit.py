@@ -127,4 +127,4 @@ def test_absent_weights_offline(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError) as err:
         load_tokenizer("maskbit-10bit")
     msg = str(err.value)
-    assert str(tmp_path / "maskbit_tokenizer_10bit.bin") in msg and "markweber/maskbit_tokenizer_10bit" in msg
+    assert str(tmp_path / "markweber--maskbit_tokenizer_10bit" / "maskbit_tokenizer_10bit.bin") in msg and "markweber/maskbit_tokenizer_10bit" in msg

@@ -96,7 +96,7 @@ def test_offline_error_names_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with torch.device("meta"), pytest.raises(WeightsNotFoundError) as e:
         load_tokenizer("maskgit-vq")
-    assert str(tmp_path / "maskgit-vqgan-imagenet-f16-256.bin") in str(e.value)
+    assert str(tmp_path / "fun-research--TiTok" / "maskgit-vqgan-imagenet-f16-256.bin") in str(e.value)
 
 
 def test_wrong_resolution_is_refused(fx):

@@ -207,7 +207,7 @@ def test_missing_weights_offline_fail_clearly(tmp_path, monkeypatch):
     with torch.device("meta"), pytest.raises(WeightsNotFoundError) as err:  # meta: no 3 GB of random init
         load_tokenizer("unitok")
     msg = str(err.value)
-    assert str(tmp_path / "unitok_tokenizer.pth") in msg and "FoundationVision/unitok_tokenizer" in msg
+    assert str(tmp_path / "FoundationVision--unitok_tokenizer" / "unitok_tokenizer.pth") in msg and "FoundationVision/unitok_tokenizer" in msg
 
 
 def test_filter_refuses_unrelated_objects():

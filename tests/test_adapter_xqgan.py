@@ -197,7 +197,8 @@ def test_metadata():
     assert set(xqgan.BENCH_PRESETS) <= set(SINGLE_ROWS) | set(FOLDER_ROWS)
 
 
-@pytest.mark.parametrize("preset,file", [("xqgan-8192", "XQGAN-8192.pt"), ("imagefolder-msvr10p2-4096", "best_ckpt.pt")])
+@pytest.mark.parametrize("preset,file", [("xqgan-8192", "qiuk6--RobustTok/XQGAN-8192.pt"),
+                                         ("imagefolder-msvr10p2-4096", "qiuk6--XQ-GAN/MSVR10P2-4096/best_ckpt.pt")])
 def test_offline_error(preset, file, tmp_path, monkeypatch):
     import huggingface_hub.constants
 

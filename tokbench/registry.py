@@ -30,6 +30,7 @@ from .weights import (
     safetensors_metadata,
     unwrap_state_dict,
 )
+from .weight_files import local_file
 
 log = logging.getLogger(__name__)
 
@@ -237,28 +238,7 @@ def _load_tokbench_checkpoint(path: Path, device) -> Tokenizer:
 
 
 def weights_available_locally(preset: Preset) -> bool:
-    """True when the preset's weights can be had without network (Hub cache, weights folder, local path)."""
+    """True when the preset's weights can be had without network (weights folder, Hub cache, local path)."""
     if not get_family(preset.family).needs_weights:
         return True
-    spec = preset.weights
-    if spec is None:
-        return False
-    from .weights import parse_hf_spec, url_filename, weights_dir
-
-    if spec.startswith("hf://"):
-        repo_id, filename, revision = parse_hf_spec(spec)
-        local_name = filename.split("/")[-1] if filename else repo_id.replace("/", "--")
-        if (weights_dir() / local_name).exists():
-            return True
-        try:
-            import huggingface_hub as hf
-
-            if filename:
-                return isinstance(hf.try_to_load_from_cache(repo_id, filename, revision=revision), str)
-            hf.snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
-            return True
-        except Exception:  # noqa: BLE001 - "not available" is the answer
-            return False
-    if spec.startswith(("http://", "https://")):
-        return (weights_dir() / url_filename(spec)).exists()
-    return Path(spec).expanduser().exists()
+    return preset.weights is not None and local_file(preset.weights) is not None
