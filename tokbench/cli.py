@@ -11,6 +11,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .errors import UsageError
 
 DESCRIPTION = """tokbench: benchmark discrete image tokenizers by rFID, pFID (FID of reconstructions from perturbed
 tokens), gFID and codebook statistics, with one exact FID protocol."""
@@ -46,12 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(verbose: int) -> None:
+    """Logs go to stderr (stdout carries results and --json). tokbench's own messages at INFO (-v: DEBUG);
+    third-party libraries only from WARNING (-vv: everything at DEBUG)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._tokbench = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_tokbench", False)] + [handler]
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    logging.getLogger("tokbench").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("tokbench_adapters").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2) + (10 if args.verbose == 0 else 0)
-    logging.basicConfig(level=max(level, logging.DEBUG) if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -60,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except UsageError as e:
+        if args.verbose:
+            raise
+        print(f"tokbench {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         if args.verbose:
             raise

@@ -9,6 +9,8 @@ config, its weight source and its metadata. Adapters register themselves when `t
 from __future__ import annotations
 
 import copy
+import difflib
+import fnmatch
 import importlib
 import json
 import logging
@@ -138,23 +140,41 @@ def presets() -> dict[str, Preset]:
     return dict(_PRESETS)
 
 
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(presets()) + sorted(families()), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
 def get_family(name: str) -> Family:
     fams = families()
     if name not in fams:
-        raise KeyError(f"unknown tokenizer family {name!r}; known: {', '.join(sorted(fams))}")
+        raise KeyError(f"unknown tokenizer or family {name!r}{_did_you_mean(name)} (`tokbench list` shows every "
+                       f"preset; families: {', '.join(sorted(fams))})")
     return fams[name]
 
 
 def get_preset(name: str) -> Preset:
     ps = presets()
     if name not in ps:
-        raise KeyError(f"unknown tokenizer {name!r}; see `tokbench list` ({len(ps)} presets)")
+        raise KeyError(f"unknown tokenizer {name!r}{_did_you_mean(name)} (`tokbench list` shows all {len(ps)} presets)")
     return ps[name]
 
 
-def list_tokenizers(family: str | None = None) -> list[str]:
-    """Names of all registered presets (optionally of one family), sorted."""
-    return sorted(n for n, p in presets().items() if family is None or p.family == family)
+def list_tokenizers(pattern: str | None = None, *, family: str | None = None) -> list[str]:
+    """Names of registered presets, sorted: all, those of a family (`"titok"`), or those matching a shell-style
+    pattern (`"tokbench-zoo*"`). A pattern that matches nothing raises KeyError with suggestions, never `[]`."""
+    ps = presets()
+    if family is not None:
+        get_family(family)  # an unknown family is an error with suggestions, not []
+        pattern = family
+    if pattern is None:
+        return sorted(ps)
+    if pattern in families():
+        return sorted(n for n, p in ps.items() if p.family == pattern)
+    hits = sorted(fnmatch.filter(ps, pattern))
+    if not hits:
+        raise KeyError(f"no preset or family matches {pattern!r}{_did_you_mean(pattern)}")
+    return hits
 
 
 def build_tokenizer(family: str, upstream_config: dict, *, device: torch.device | str = "cpu") -> Tokenizer:

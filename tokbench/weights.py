@@ -55,7 +55,8 @@ def missing_message(spec: str, what: str, manual_url: str | None = None, why: st
     """The one message for absent weights: where the file goes and the command that puts it there."""
     dest = destination(spec)
     return (f"{what}: weights {spec} are not on this machine{' (' + why + ')' if why else ''}.\n"
-            f"  They go to {dest} (or the Hugging Face cache; TOKBENCH_WEIGHTS_DIR moves the folder): "
+            f"  They go to {dest}{' (or the Hugging Face cache)' if spec.startswith('hf://') else ''} "
+            f"(TOKBENCH_WEIGHTS_DIR moves the folder): "
             f"{fetch_command(spec, manual_url)}; from Python, load_tokenizer(..., weights=PATH) takes any file.")
 
 

@@ -560,17 +560,18 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
 
 def summary_table(results: Sequence[dict]) -> str:
     """A concise plain-text table of a run."""
-    rows = [["tokenizer", "status", "rFID", "pFID", "usage", "PSNR", "SSIM", "img/s"]]
+    rows = [["tokenizer", "status", "rFID", "pFID", "usage", "PSNR", "SSIM", "img/s", "note"]]
     for r in results:
         m = r.get("metrics", {})
-        if r.get("status") != "ok":
-            rows.append([r["tokenizer"]["name"], "FAILED", r.get("reason", "")[:70], "", "", "", "", ""])
+        if r.get("status") != "ok":  # the reason in its own column: metric columns hold numbers only
+            rows.append([r["tokenizer"]["name"], "FAILED", "-", "-", "-", "-", "-", "-",
+                         r.get("reason", "").splitlines()[0][:100] if r.get("reason") else ""])
             continue
         pf = m.get("pfid") or []
         pfs = " ".join(f"{p['mean']:.2f}" + (f"±{p['std']:.2f}" if len(p["values"]) > 1 else "") for p in pf)
         cb = m.get("codebook") or {}
         rows.append([r["tokenizer"]["name"], "ok", _f(m.get("rfid")), pfs, _f(cb.get("usage"), pct=True),
-                     _f(m.get("psnr")), _f(m.get("ssim"), 4), _f(r["run"].get("images_per_s"), 1)])
+                     _f(m.get("psnr")), _f(m.get("ssim"), 4), _f(r["run"].get("images_per_s"), 1), ""])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
