@@ -234,9 +234,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_page(runs_dir: Path, out_dir: Path) -> None:
     """Regenerate index.html next to the leaderboard; a page problem never fails a finished run."""
-    from ..report.page import write_results_page
-
     try:
+        from ..report.page import write_results_page
+
         write_results_page(out_dir, runs=[runs_dir])
     except Exception as e:  # noqa: BLE001 - the numbers are written; the page is a view of them
         log.warning("results page not written: %s: %s", type(e).__name__, e)

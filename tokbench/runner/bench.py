@@ -24,11 +24,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
 from ..perturb import PerturbSetting, Perturber
+from ..progress import progress_bar
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .schema import (RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, read_result, result_path, safe_name,
                      stable_hash, write_json_atomic)
@@ -313,8 +313,9 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
 
     todo = [c for c in mine if c not in done]
     total_imgs = sum(len(chunk_range(c)) for c in mine)
-    bar = tqdm(total=total_imgs, initial=total_imgs - sum(len(chunk_range(c)) for c in todo), unit="img",
-               desc=name, leave=False, disable=not (opts.progress and info.main) or None)
+    bar = progress_bar(total=total_imgs, initial=total_imgs - sum(len(chunk_range(c)) for c in todo), unit="img",
+                       desc=f"{'/'.join(m for m in ('rfid', 'pfid') if m in suite.metrics) or 'metrics'} {name}",
+                       leave=False, enabled=opts.progress and info.main)
     new_chunks = 0
     t_start = time.perf_counter()
     err: BaseException | None = None
@@ -506,7 +507,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
     datasets: dict = {}
     refs: dict = {}
     results = []
-    outer = tqdm(entries, desc=f"suite {suite.name}", unit="tokenizer", disable=not (opts.progress and info.main) or None)
+    outer = progress_bar(entries, desc=f"suite {suite.name}", unit="tokenizer", enabled=opts.progress and info.main)
     try:
         for entry in outer:
             name = tokenizer_name(entry)
