@@ -223,7 +223,7 @@ def build(out_dir: str | Path, *, runs: Sequence[str | Path] = (), report: dict 
         parts.append('<p class="note">No leaderboard here yet: <code>tokbench run</code> writes one.</p>')
     results = [r for r, _ in _read_results(runs)]
     names = {r["tokenizer"]["name"] for r in results}
-    if board and board.get("rows"):
+    if board.get("rows") and board.get("protocol_hash"):  # curves only of what the leaderboard shows
         keep = {r["tokenizer"] for r in board["rows"]}
         results = [r for r in results if r["tokenizer"]["name"] in keep
                    and (r.get("protocol") or {}).get("hash") == board.get("protocol_hash")]
