@@ -293,8 +293,10 @@ def correlation_section(report: dict, figures: dict[str, list[Path]]) -> str:
     for s in report["sections"]:
         parts.append(f"<h3>{e(s['label'])}</h3><p class=note>{e(render._section_head(s))}</p>")
         rows = render.metric_rows(s)
-        if all(all(c in ("", "–") for c in r[1:]) for r in rows):
-            parts.append('<p class="note">Too few tokenizers for any coefficient in this section.</p>')
+        coef = [i for i, h in enumerate(render.HEADER) if str(h).split(" ")[0] in ("Pearson", "Spearman", "Kendall")]
+        if coef and all(r[i] in ("", "–") for r in rows for i in coef):  # an all-"–" table says nothing
+            parts.append(f'<p class="note">Too few tokenizers for any coefficient here ({s["n_with_target"]} with '
+                         f"{e(s['target'])}).</p>")
         else:
             parts.append(page_html.table(render.HEADER, rows, f"corr-{s['key']}"))
         if s["comparisons"]:
@@ -325,7 +327,7 @@ CSS = """
 .banner ul{margin:4px 0;padding-left:18px;font-size:12.5px}.banner li{overflow-wrap:anywhere}
 .weights.random b,.warn{color:#a40000}
 table.sortable{max-width:100%}
-table.sortable th{white-space:normal}
+table.sortable th,table.sortable td{white-space:normal}table.sortable td.num{white-space:nowrap}
 table.sortable td.path{font-size:11px;max-width:260px;white-space:normal;overflow-wrap:anywhere}
 .msgs li{overflow-wrap:anywhere}
 .figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{flex:1 1 600px;min-width:0;max-width:100%}
@@ -340,12 +342,14 @@ JS = """
 window.addEventListener('load',function(){
   var imgs=document.images,bad=0,i;
   for(i=0;i<imgs.length;i++){if(!(imgs[i].complete&&imgs[i].naturalWidth>0)){bad++;}}
-  var over=0,boxes=document.querySelectorAll('.wrap,table,figure,.banner,details');
-  for(i=0;i<boxes.length;i++){if(boxes[i].scrollWidth>boxes[i].clientWidth+1&&boxes[i].clientWidth>0){over++;}}
+  var over=0,what=[],boxes=document.querySelectorAll('.wrap,table,figure,.banner,details');
+  for(i=0;i<boxes.length;i++){if(boxes[i].scrollWidth>boxes[i].clientWidth+1&&boxes[i].clientWidth>0){over++;
+    what.push(boxes[i].tagName+'#'+(boxes[i].id||'')+'.'+boxes[i].className+':'+boxes[i].scrollWidth);}}
   var b=document.body;
   b.setAttribute('data-images',String(imgs.length));
   b.setAttribute('data-broken-images',String(bad));
   b.setAttribute('data-scroll-width',String(document.documentElement.scrollWidth));
   b.setAttribute('data-overflowing',String(over));
+  b.setAttribute('data-overflow-what',what.slice(0,5).join(' '));
 });
 """
