@@ -181,3 +181,25 @@ def test_third_party_info_logs_are_silenced_and_logs_go_to_stderr(capsys):
     logging.getLogger("tokbench.runner").info("our progress")
     captured = capsys.readouterr()
     assert "third-party chatter" not in captured.err and "our progress" in captured.err and captured.out == ""
+
+
+def test_unreachable_hub_is_asked_once_not_per_preset(monkeypatch, tmp_path):
+    from tokbench.runner import preflight
+
+    monkeypatch.setenv("TOKBENCH_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TOKBENCH_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(preflight, "hub_reachable", lambda: calls.append(1) or False)
+    names = ["llamagen-vq16", "llamagen-vq8", "maskbit-10bit", "taming-vqgan-f16-1024", "tokbench-zoo-conv-k64"]
+    run, missing = preflight.split_by_weights(names)
+    assert run == ["tokbench-zoo-conv-k64"] and len(calls) == 1
+    assert [m.tokenizer for m in missing] == names[:4]
+    assert missing[3].command.startswith("download by hand from https://heibox")
+
+
+def test_load_tokenizer_typo_suggests():
+    import tokbench
+
+    with pytest.raises(KeyError, match="did you mean tokbench-zoo-conv-k64"):
+        tokbench.load_tokenizer("tokbench-zoo-conv-k46")

@@ -195,6 +195,17 @@ def _skip_missing_weights(suite) -> list:
         why = ("offline: HF_HUB_OFFLINE/TOKBENCH_OFFLINE is set" if offline_env() else
                "the Hugging Face Hub did not answer, or the file is only downloadable by hand")
         print(missing_table(missing, why), file=sys.stderr)
+    if "all" in suite.tokenizers and suite.resolution:  # 'all' = every preset this suite's resolution fits
+        from ..runner.bench import native_resolution
+
+        named = set(suite.tokenizers)
+        other = {n: native_resolution(n) for n in present if n not in named}
+        other = {n: r for n, r in other.items() if r not in (suite.resolution, None)}
+        if other:
+            print(f"{len(other)} tokenizer(s) skipped: suite {suite.name} is at {suite.resolution} px, they work at "
+                  + ", ".join(f"{n} ({r} px)" for n, r in sorted(other.items()))
+                  + "; name one with --tokenizer to try it anyway", file=sys.stderr)
+            present = [n for n in present if n not in other]
     suite.tokenizers = present
     return missing
 

@@ -108,8 +108,9 @@ def split_by_weights(names: Sequence[str]) -> tuple[list[str], list[Missing]]:
                 run.append(n)
                 continue
         dest = destination(p.weights) if p.weights else None
-        missing.append(Missing(n, str(dest) if dest else "(the preset names no weights)",
-                               fetch_command(p.weights, p.manual_url) if p.weights else "pass weights= in Python"))
+        missing.append(Missing(n, str(dest) if dest else "(no published weights)",
+                               fetch_command(p.weights, p.manual_url) if p.weights else
+                               "train one (tokbench train-robust), then --tokenizer OUT/tokenizer.safetensors"))
     return run, missing
 
 
