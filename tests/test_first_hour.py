@@ -76,7 +76,7 @@ def test_num_images_zero_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _run(tmp_path, "--num-images", "0")
     assert e.value.code == 2
-    assert "--num-images" in capsys.readouterr().err
+    _one_line_error(capsys, "--num-images", "≥ 1")
 
 
 def test_broken_suite_yaml_names_file_and_line(tmp_path, capsys):
