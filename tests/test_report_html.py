@@ -126,7 +126,7 @@ def test_correlation_page_renders_in_headless_chromium(tmp_path):
     out = tmp_path / "out"
     assert main(["correlate", "--table", str(table), "--out", str(out), "--resamples", "1000"]) == 0
     text = (out / "index.html").read_text()
-    assert "numbers as published, not measured here" in text
+    assert "not measured here and not comparable with the leaderboard above" in text
     dom = _dom(browser, out / "index.html", tmp_path / "profile")
     # the sortable-table script ran and found every table (correlations, comparisons, data)
     assert dom["data-tables"] == "3", dom

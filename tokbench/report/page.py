@@ -277,7 +277,8 @@ def correlation_section(report: dict, figures: dict[str, list[Path]]) -> str:
     src = report.get("inputs") or {}
     what = []
     if src.get("table"):
-        what.append("tables " + ", ".join(map(str, src["table"])) + " (numbers as published, not measured here)")
+        what.append("tables " + ", ".join(map(str, src["table"])) + " (numbers as published, each under its paper's "
+                    "own protocol; not measured here and not comparable with the leaderboard above)")
     if src.get("runs"):
         what.append("result files under " + ", ".join(map(str, src["runs"])))
     parts = [f"<h2>Which metric predicts {e(report['target'])}?</h2>",
