@@ -200,6 +200,8 @@ def build(out_dir: str | Path, *, runs: Sequence[str | Path] = (), report: dict 
     from ..runner.schema import safe_name
 
     out_dir = Path(out_dir)
+    if not runs and (out_dir / "runs").is_dir():  # the leaderboard's own run folder (`tokbench run --out`'s layout)
+        runs = [out_dir / "runs"]
     lb_path = Path(leaderboard) if leaderboard else out_dir / "leaderboard.json"
     board: dict[str, Any] = {}
     if lb_path.is_file():
