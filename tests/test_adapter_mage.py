@@ -33,8 +33,8 @@ def test_parity(fx):
     assert torch.equal(model.token_space.scores(feats).argmax(-1), tokens.ids[0])
     given = Tokens([case["indices"]], model.layout)
     torch.testing.assert_close(model.codes_to_latent(case["indices"]), case["quant"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(model.decode_raw(given), case["decoded"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(model.decode_raw(tokens), case["recon"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(model.decode_raw(given), case["decoded"], atol=2e-4, rtol=0)
+    torch.testing.assert_close(model.decode_raw(tokens), case["recon"], atol=2e-4, rtol=0)
 
 
 def test_token_space_and_metadata(fx):

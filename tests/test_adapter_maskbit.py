@@ -38,7 +38,7 @@ def test_parity_encode_decode(loaded):
     assert feats.shape == (2, 4, 4, config["constructor_kwargs"]["token_size"])
     torch.testing.assert_close(feats, case["latent"].permute(0, 2, 3, 1), atol=1e-5, rtol=0)
     decoded = model.decode_raw(Tokens([case["indices"]], model.layout))
-    torch.testing.assert_close(decoded, case["decoded"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(decoded, case["decoded"], atol=2e-4, rtol=0)  # images: 2e-4 (fixtures README)
     # the full round trip (upstream recon goes through the straight-through latent: ≤ 2.4e-5 away for VQGAN+)
     torch.testing.assert_close(model.decode_raw(tokens), case["recon"], atol=2e-4, rtol=0)
     out = model.decode(tokens)
@@ -127,4 +127,4 @@ def test_absent_weights_offline(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError) as err:
         load_tokenizer("maskbit-10bit")
     msg = str(err.value)
-    assert str(tmp_path / "maskbit_tokenizer_10bit.bin") in msg and "markweber/maskbit_tokenizer_10bit" in msg
+    assert str(tmp_path / "markweber--maskbit_tokenizer_10bit" / "maskbit_tokenizer_10bit.bin") in msg and "markweber/maskbit_tokenizer_10bit" in msg

@@ -40,10 +40,10 @@ def test_parity_decode(fx):
     tokens = Tokens.from_flat(case["indices"], model.layout)
     torch.testing.assert_close(model.codes_to_latent(tokens.ids[0]), case["quant"], atol=1e-5, rtol=0)
     raw = model.decode_raw(tokens)
-    torch.testing.assert_close(raw, case["decoded_unclamped"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(model.decode(tokens), case["decoded"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(raw, case["decoded_unclamped"], atol=2e-4, rtol=0)
+    torch.testing.assert_close(model.decode(tokens), case["decoded"], atol=2e-4, rtol=0)
     # round trip: decode(encode(x)) is the upstream decode of the encoded ids
-    torch.testing.assert_close(model.decode(model.encode(case["images_uint8"])), case["decoded"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(model.decode(model.encode(case["images_uint8"])), case["decoded"], atol=2e-4, rtol=0)
 
 
 def test_token_space_and_metadata(fx):
@@ -96,7 +96,7 @@ def test_offline_error_names_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with torch.device("meta"), pytest.raises(WeightsNotFoundError) as e:
         load_tokenizer("maskgit-vq")
-    assert str(tmp_path / "maskgit-vqgan-imagenet-f16-256.bin") in str(e.value)
+    assert str(tmp_path / "fun-research--TiTok" / "maskgit-vqgan-imagenet-f16-256.bin") in str(e.value)
 
 
 def test_wrong_resolution_is_refused(fx):

@@ -62,7 +62,7 @@ def test_parity_decode(fx):
     torch.testing.assert_close(model.token_space.codes[ids], case["quant"][:, :, 0].transpose(1, 2), atol=1e-5, rtol=0)
     if family == "titok":
         torch.testing.assert_close(model.logits(ids), case["logits"], atol=1e-5, rtol=0)
-    atol = 2e-4 if family == "titok" else 1e-4
+    atol = 2e-4  # images: the fixtures README bound
     torch.testing.assert_close(model.decode_raw(tokens), case["decoded"], atol=atol, rtol=0)
     torch.testing.assert_close(model.decode_raw(model.encode(case["images_uint8"])), case["recon"], atol=atol, rtol=0)
     torch.testing.assert_close(model.decode(tokens), case["decoded"].clamp(0, 1), atol=atol, rtol=0)

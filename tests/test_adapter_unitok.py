@@ -69,14 +69,14 @@ def test_decode_raw_matches_fixture(fixture):
     assert (raw - case["decoded_raw"]).abs().max() <= 1e-4  # README tolerance
     dec = model.decode(tokens)
     assert dec.min() >= 0 and dec.max() <= 1
-    assert torch.allclose(dec * 2 - 1, case["decoded"], atol=1e-4, rtol=0)
+    assert torch.allclose(dec * 2 - 1, case["decoded"], atol=2e-4, rtol=0)
 
 
 def test_round_trip_matches_recon(fixture):
     _, case, _, model = fixture
     rec = model.decode(model.encode(case["images_uint8"])) * 2 - 1
     # recon uses the straight-through latent (≤ 6.9e-6 from decoding the ids, README)
-    assert torch.allclose(rec, case["recon"], atol=1e-4, rtol=0)
+    assert torch.allclose(rec, case["recon"], atol=2e-4, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_missing_weights_offline_fail_clearly(tmp_path, monkeypatch):
     with torch.device("meta"), pytest.raises(WeightsNotFoundError) as err:  # meta: no 3 GB of random init
         load_tokenizer("unitok")
     msg = str(err.value)
-    assert str(tmp_path / "unitok_tokenizer.pth") in msg and "FoundationVision/unitok_tokenizer" in msg
+    assert str(tmp_path / "FoundationVision--unitok_tokenizer" / "unitok_tokenizer.pth") in msg and "FoundationVision/unitok_tokenizer" in msg
 
 
 def test_filter_refuses_unrelated_objects():

@@ -128,4 +128,4 @@ def test_offline_error(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError) as e:
         load_tokenizer("var-vq-256")
     msg = str(e.value)
-    assert str(tmp_path / "vae_ch160v4096z32.pth") in msg and "FoundationVision/var" in msg
+    assert str(tmp_path / "FoundationVision--var" / "vae_ch160v4096z32.pth") in msg and "FoundationVision/var" in msg

@@ -13,7 +13,8 @@ from tokbench.registry import get_family, get_preset, load_tokenizer
 from tokbench.testing import layout_report, load_fixture, manifest, meta_state_dict
 from tokbench.weights import WeightsNotFoundError
 
-ATOL = 1e-5  # the fixture READMEs' suggested float tolerance
+ATOL = 1e-5  # latents and codes (fixtures README)
+IMAGE_ATOL = 2e-4  # decoded images (fixtures README)
 
 
 def _load(parts, family):
@@ -51,8 +52,8 @@ def test_single_decode(single):
     _, case, model, tokens = single
     torch.testing.assert_close(model.ids_to_latent(case["indices"]), case["quant_from_ids"], atol=ATOL, rtol=0)
     raw = model.decode_raw(Tokens([case["indices"]], model.layout))
-    torch.testing.assert_close(raw, case["decoded"], atol=ATOL, rtol=0)
-    torch.testing.assert_close(model.decode_raw(tokens).clamp(-1, 1), case["recon"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(raw, case["decoded"], atol=IMAGE_ATOL, rtol=0)
+    torch.testing.assert_close(model.decode_raw(tokens).clamp(-1, 1), case["recon"], atol=IMAGE_ATOL, rtol=0)
 
 
 def test_single_token_space_and_features(single):
@@ -78,7 +79,7 @@ def test_single_latent_perturbation_replay(single):
     new = cand.gather(-1, pick).squeeze(-1)
     assert torch.equal(new, case["perturb_indices"])
     torch.testing.assert_close(model.ids_to_latent(new), case["perturb_quant"], atol=1e-6, rtol=0)
-    torch.testing.assert_close(model.decode_raw(Tokens([new], model.layout)), case["perturb_decoded"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(model.decode_raw(Tokens([new], model.layout)), case["perturb_decoded"], atol=IMAGE_ATOL, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -106,9 +107,9 @@ def test_folder_decode(folder):
     torch.testing.assert_close(model.ids_to_latent(fixture_ids), case["quant_from_ids"], atol=ATOL, rtol=0)
     torch.testing.assert_close(model.ids_to_latent(tokens.as_list()), case["quant"], atol=ATOL, rtol=0)
     raw = model.decode_raw(Tokens(fixture_ids, model.layout))
-    torch.testing.assert_close(raw, case["decoded_unclamped"], atol=ATOL, rtol=0)
-    torch.testing.assert_close(raw.clamp(-1, 1), case["decoded"], atol=ATOL, rtol=0)
-    torch.testing.assert_close(model.decode_raw(tokens).clamp(-1, 1), case["recon"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(raw, case["decoded_unclamped"], atol=IMAGE_ATOL, rtol=0)
+    torch.testing.assert_close(raw.clamp(-1, 1), case["decoded"], atol=IMAGE_ATOL, rtol=0)
+    torch.testing.assert_close(model.decode_raw(tokens).clamp(-1, 1), case["recon"], atol=IMAGE_ATOL, rtol=0)
 
 
 def test_folder_token_spaces_and_features(folder):
@@ -196,7 +197,8 @@ def test_metadata():
     assert set(xqgan.BENCH_PRESETS) <= set(SINGLE_ROWS) | set(FOLDER_ROWS)
 
 
-@pytest.mark.parametrize("preset,file", [("xqgan-8192", "XQGAN-8192.pt"), ("imagefolder-msvr10p2-4096", "best_ckpt.pt")])
+@pytest.mark.parametrize("preset,file", [("xqgan-8192", "qiuk6--RobustTok/XQGAN-8192.pt"),
+                                         ("imagefolder-msvr10p2-4096", "qiuk6--XQ-GAN/MSVR10P2-4096/best_ckpt.pt")])
 def test_offline_error(preset, file, tmp_path, monkeypatch):
     import huggingface_hub.constants
 

@@ -32,12 +32,12 @@ SPECS = {
     "taming_vqgan": Spec("taming_vqgan", {"f16-1024": "taming-vqgan-f16-1024", "f16-16384": "taming-vqgan-f16-16384"},
                          latent="z", metric="l2"),
     "llamagen_vq": Spec("llamagen_vq", {"VQ-16 (vq_ds16_c2i)": "llamagen-vq16", "VQ-8 (vq_ds8_c2i)": "llamagen-vq8"},
-                        latent="pre_quant", metric="cosine", decoded_atol=1e-4, recon_atol=1e-4),
+                        latent="pre_quant", metric="cosine"),
     "ibq": Spec("ibq", {f"imagenet256_{n}": f"ibq-{n}" for n in (1024, 8192, 16384, 262144)},
-                latent="pre_quant", metric="dot", decoded_atol=1e-4, recon_atol=1e-4),
+                latent="pre_quant", metric="dot"),
     "vqgan_lc": Spec("vqgan_lc", {"vqgan-lc-100K-f16-dim8": "vqgan-lc-100k"}, latent="z", metric="l2"),
     "open_magvit2": Spec("open_magvit2", {"imagenet_256_L": "open-magvit2-256-l"}, latent="encoder_out", metric=None,
-                         codes=None, decoded_atol=1e-4, recon_atol=1e-4),
+                         codes=None),
 }
 
 

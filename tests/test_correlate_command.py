@@ -99,8 +99,9 @@ def test_bad_cell_is_a_clear_error(tmp_path, capsys):
     assert "column 'rfid', row 3 (b)" in err and "Traceback" not in err
 
 
-def test_missing_inputs_and_columns_are_clear(tmp_path, capsys):
-    assert main(["correlate", "--out", str(tmp_path)]) == 1
+def test_missing_inputs_and_columns_are_clear(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no tokbench-results/runs here: nothing to correlate is a usage error
+    assert main(["correlate", "--out", str(tmp_path)]) == 2
     assert "give --runs" in capsys.readouterr().err
     t = _csv(tmp_path, GOOD)
     assert _run(tmp_path, t, "--target", "nope") == 1

@@ -43,7 +43,7 @@ def test_run_adds_gfid_to_result_and_leaderboard(tmp_path, monkeypatch):
     out, board = tmp_path / "runs", tmp_path / "board"
     base = ["run", "--suite", str(tmp_path / "suite.yaml"), "--out", str(out), "--leaderboard-dir", str(board),
             "--no-progress", "--device", "cpu"]
-    assert main([*base, "--metrics", "rfid,usage,gfid"]) == 1  # gfid without a generator: a clear error
+    assert main([*base, "--metrics", "rfid,usage,gfid"]) == 2  # gfid without a generator: a usage error, nothing run
     assert main([*base, "--metrics", "rfid,usage,gfid", "--generator", str(gen / "generator.safetensors"),
                  "--temperature", "0.9"]) == 0
     res = json.loads(find_result(out, "pixel-vq-p4-k64", "gfidtest").read_text())

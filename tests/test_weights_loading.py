@@ -90,7 +90,9 @@ def test_offline_hub_and_manual_urls_say_where_to_put_the_file(tmp_path, monkeyp
     with pytest.raises(WeightsNotFoundError) as e:
         resolve_weights("hf://some-org/some-repo/model.ckpt@abc123", what="demo")
     msg = str(e.value)
-    assert "model.ckpt" in msg and "TOKBENCH_WEIGHTS_DIR" in msg and "--weights" in msg
+    assert "model.ckpt" in msg and "TOKBENCH_WEIGHTS_DIR" in msg and "--weights" not in msg  # run has no --weights
+    assert "hf download some-org/some-repo model.ckpt --revision abc123 --local-dir" in msg
+    assert "huggingface-cli" not in msg  # huggingface-hub >= 1.0 installs only `hf`
     with pytest.raises(WeightsNotFoundError, match=r"vq\.ckpt"):
         resolve_weights("https://drive.google.com/uc?id=XYZ#/vq.ckpt")
     with pytest.raises(WeightsNotFoundError, match="no file"):
@@ -101,7 +103,9 @@ def test_weights_dir_override_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKBENCH_WEIGHTS_DIR", str(tmp_path))
     (tmp_path / "vq.ckpt").write_bytes(b"x")
     assert resolve_weights("https://example.org/files/vq.ckpt?dl=1").path == tmp_path / "vq.ckpt"
-    assert resolve_weights("hf://org/repo/sub/vq.ckpt").path == tmp_path / "vq.ckpt"
+    (tmp_path / "org--repo" / "sub").mkdir(parents=True)
+    (tmp_path / "org--repo" / "sub" / "vq.ckpt").write_bytes(b"y")
+    assert resolve_weights("hf://org/repo/sub/vq.ckpt").path == tmp_path / "org--repo" / "sub" / "vq.ckpt"
 
 
 def test_tokbench_checkpoint_loads_by_path(tmp_path):
@@ -112,3 +116,22 @@ def test_tokbench_checkpoint_loads_by_path(tmp_path):
                      {"tokbench.family": "pixel_vq", "tokbench.config": json.dumps(cfg), "tokbench.preset": "mine"})
     again = tokbench.load_tokenizer(str(tmp_path / "mine.safetensors"))
     assert torch.equal(again.codebook, model.codebook) and again.info.preset == "mine"
+
+
+def test_every_preset_has_its_own_destination_and_a_command_that_fetches_it(tmp_path, monkeypatch):
+    """Three ImageFolder presets share the base name best_ckpt.pt: each still gets its own path, and the advice is a
+    command that exists (`hf download` of huggingface-hub >= 1.0) or a manual URL."""
+    from tokbench.registry import presets
+    from tokbench.weight_files import destination, fetch_command
+
+    monkeypatch.setenv("TOKBENCH_WEIGHTS_DIR", str(tmp_path))
+    by_dest: dict = {}
+    for name, p in presets().items():
+        if p.weights and destination(p.weights) is not None:
+            by_dest.setdefault(destination(p.weights), set()).add(p.weights)
+            cmd = fetch_command(p.weights, p.manual_url)
+            assert cmd.startswith(("hf download ", "download by hand from http")), (name, cmd)
+            assert str(destination(p.weights)) in cmd or "--local-dir" in cmd, (name, cmd)
+    assert all(len(specs) == 1 for specs in by_dest.values()), {d: s for d, s in by_dest.items() if len(s) > 1}
+    folder = {destination(presets()[f"imagefolder-msvr10p2-{k}"].weights) for k in (4096, 8192, 16384)}
+    assert len(folder) == 3

@@ -314,6 +314,10 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> Tokens:
+        """uint8 images, B×3×H×W at `info.resolution`, → their token ids (`Tokens`: one id tensor per scale /
+        branch, in the layout `self.layout` describes). The model's own preprocessing is applied here, so every
+        tokenizer takes the same input; with `keep_features`, the pre-quantisation latents stay in `last_features`
+        (the perturbation engine's feature rule needs them)."""
         x = self.to_model_input(images)
         ids, feats = self._encode(x)
         self.last_features = feats if self.keep_features else None
@@ -321,12 +325,16 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
+        """Token ids → float images B×3×H×W in [0, 1] (the decoder's output mapped from its native range and
+        clamped); what every metric compares, after round-half-up to uint8."""
         return self.native_to_unit(self.decode_raw(tokens).float()).clamp_(0.0, 1.0)
 
     def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         raise NotImplementedError
 
     def decode_raw(self, tokens: Tokens) -> torch.Tensor:
+        """Token ids → the decoder's native output, unclamped and in its own range (e.g. [-1, 1]): what parity
+        fixtures compare against upstream, before `decode` maps and clamps it. Adapters implement this."""
         raise NotImplementedError
 
     def check_tokens(self, tokens: Tokens) -> None:

@@ -9,6 +9,8 @@ config, its weight source and its metadata. Adapters register themselves when `t
 from __future__ import annotations
 
 import copy
+import difflib
+import fnmatch
 import importlib
 import json
 import logging
@@ -30,6 +32,7 @@ from .weights import (
     safetensors_metadata,
     unwrap_state_dict,
 )
+from .weight_files import local_file
 
 log = logging.getLogger(__name__)
 
@@ -145,23 +148,41 @@ def presets() -> dict[str, Preset]:
     return dict(_PRESETS)
 
 
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(presets()) + sorted(families()), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
 def get_family(name: str) -> Family:
     fams = families()
     if name not in fams:
-        raise KeyError(f"unknown tokenizer family {name!r}; known: {', '.join(sorted(fams))}")
+        raise KeyError(f"unknown tokenizer or family {name!r}{_did_you_mean(name)} (`tokbench list` shows every "
+                       f"preset; families: {', '.join(sorted(fams))})")
     return fams[name]
 
 
 def get_preset(name: str) -> Preset:
     ps = presets()
     if name not in ps:
-        raise KeyError(f"unknown tokenizer {name!r}; see `tokbench list` ({len(ps)} presets)")
+        raise KeyError(f"unknown tokenizer {name!r}{_did_you_mean(name)} (`tokbench list` shows all {len(ps)} presets)")
     return ps[name]
 
 
-def list_tokenizers(family: str | None = None) -> list[str]:
-    """Names of all registered presets (optionally of one family), sorted."""
-    return sorted(n for n, p in presets().items() if family is None or p.family == family)
+def list_tokenizers(pattern: str | None = None, *, family: str | None = None) -> list[str]:
+    """Names of registered presets, sorted: all, those of a family (`"titok"`), or those matching a shell-style
+    pattern (`"tokbench-zoo*"`). A pattern that matches nothing raises KeyError with suggestions, never `[]`."""
+    ps = presets()
+    if family is not None:
+        get_family(family)  # an unknown family is an error with suggestions, not []
+        pattern = family
+    if pattern is None:
+        return sorted(ps)
+    if pattern in families():
+        return sorted(n for n, p in ps.items() if p.family == pattern)
+    hits = sorted(fnmatch.filter(ps, pattern))
+    if not hits:
+        raise KeyError(f"no preset or family matches {pattern!r}{_did_you_mean(pattern)}")
+    return hits
 
 
 def build_tokenizer(family: str, upstream_config: dict, *, device: torch.device | str = "cpu") -> Tokenizer:
@@ -245,28 +266,7 @@ def _load_tokbench_checkpoint(path: Path, device) -> Tokenizer:
 
 
 def weights_available_locally(preset: Preset) -> bool:
-    """True when the preset's weights can be had without network (Hub cache, weights folder, local path)."""
+    """True when the preset's weights can be had without network (weights folder, Hub cache, local path)."""
     if not get_family(preset.family).needs_weights:
         return True
-    spec = preset.weights
-    if spec is None:
-        return False
-    from .weights import parse_hf_spec, url_filename, weights_dir
-
-    if spec.startswith("hf://"):
-        repo_id, filename, revision = parse_hf_spec(spec)
-        local_name = filename.split("/")[-1] if filename else repo_id.replace("/", "--")
-        if (weights_dir() / local_name).exists():
-            return True
-        try:
-            import huggingface_hub as hf
-
-            if filename:
-                return isinstance(hf.try_to_load_from_cache(repo_id, filename, revision=revision), str)
-            hf.snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
-            return True
-        except Exception:  # noqa: BLE001 - "not available" is the answer
-            return False
-    if spec.startswith(("http://", "https://")):
-        return (weights_dir() / url_filename(spec)).exists()
-    return Path(spec).expanduser().exists()
+    return preset.weights is not None and local_file(preset.weights) is not None

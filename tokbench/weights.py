@@ -22,6 +22,9 @@ import torch
 from torch import nn
 
 from .io import atomic_path
+from .weight_files import (destination, fetch_command, local_file, offline_env, parse_hf_spec,  # noqa: F401
+                           url_filename, weights_dir)
+
 log = logging.getLogger(__name__)
 
 FILTERED_KEY = "tokbench.filtered_for"  # safetensors metadata: the family whose filter was already applied
@@ -39,11 +42,6 @@ class CheckpointMismatchError(RuntimeError):
     """A state dict does not fit the model; the message names every missing/unexpected/mismatched key."""
 
 
-def weights_dir() -> Path:
-    """Where users put files that cannot be downloaded automatically (TOKBENCH_WEIGHTS_DIR)."""
-    return Path(os.environ.get("TOKBENCH_WEIGHTS_DIR", Path.home() / ".cache" / "tokbench" / "weights"))
-
-
 @dataclass
 class ResolvedWeights:
     path: Path
@@ -54,39 +52,27 @@ class ResolvedWeights:
         return {"path": str(self.path), "source": self.source, "revision": self.revision}
 
 
-def parse_hf_spec(spec: str) -> tuple[str, str | None, str | None]:
-    """`hf://org/repo/sub/file.pt@rev` → ("org/repo", "sub/file.pt", "rev"); the file part may be absent."""
-    body = spec[len("hf://") :]
-    revision = None
-    if "@" in body:
-        body, revision = body.rsplit("@", 1)
-    parts = body.split("/")
-    if len(parts) < 2:
-        raise ValueError(f"bad Hugging Face spec {spec!r}: expected hf://org/repo[/path][@revision]")
-    repo_id = "/".join(parts[:2])
-    filename = "/".join(parts[2:]) or None
-    return repo_id, filename, revision
-
-
-def url_filename(url: str) -> str:
-    """The file name users save a manual download under: the URL's `#/name` fragment when given (Google Drive
-    links carry no name), else its last path component."""
-    if "#" in url:
-        return url.split("#", 1)[1].strip("/").split("/")[-1]
-    return url.rstrip("/").split("/")[-1].split("?")[0]
+def missing_message(spec: str, what: str, manual_url: str | None = None, why: str = "") -> str:
+    """The one message for absent weights: where the file goes and the command that puts it there."""
+    dest = destination(spec)
+    return (f"{what}: weights {spec} are not on this machine{' (' + why + ')' if why else ''}.\n"
+            f"  They go to {dest}{' (or the Hugging Face cache)' if spec.startswith('hf://') else ''} "
+            f"(TOKBENCH_WEIGHTS_DIR moves the folder): "
+            f"{fetch_command(spec, manual_url)}; from Python, load_tokenizer(..., weights=PATH) takes any file.")
 
 
 def resolve_weights(spec: str | os.PathLike, *, what: str = "weights", manual_url: str | None = None) -> ResolvedWeights:
-    """Turn a weights spec into a local path, downloading from the Hub when allowed. Every failure is one
-    `WeightsNotFoundError` that says where to put the file."""
+    """Turn a weights spec into a local path: the destination under the weights folder, the Hub cache, or a Hub
+    download when allowed. Every failure is one `WeightsNotFoundError` that says where the file goes."""
     spec = str(spec)
-    local = weights_dir()
+    found = local_file(spec)
+    revision = parse_hf_spec(spec)[2] if spec.startswith("hf://") else None
+    if found is not None:
+        return ResolvedWeights(found, spec, revision)
     if spec.startswith("hf://"):
+        if offline_env():
+            raise WeightsNotFoundError(missing_message(spec, what, manual_url, "offline: HF_HUB_OFFLINE/TOKBENCH_OFFLINE"))
         repo_id, filename, revision = parse_hf_spec(spec)
-        name = filename.split("/")[-1] if filename else repo_id.replace("/", "--")
-        override = local / name
-        if override.exists():
-            return ResolvedWeights(override, spec, revision)
         try:
             import huggingface_hub as hf
 
@@ -95,28 +81,15 @@ def resolve_weights(spec: str | os.PathLike, *, what: str = "weights", manual_ur
             else:
                 path = hf.snapshot_download(repo_id=repo_id, revision=revision)
         except Exception as e:  # offline, gated, missing: one clear message
-            offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-            raise WeightsNotFoundError(
-                f"{what}: could not get {spec} from the Hugging Face Hub"
-                f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
-                f"  Put the file at {override} (or set TOKBENCH_WEIGHTS_DIR), pass a local path with --weights, "
-                f"or download it once while online: huggingface-cli download {repo_id}"
-                f"{' ' + filename if filename else ''}{' --revision ' + revision if revision else ''}"
-            ) from e
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise WeightsNotFoundError(missing_message(spec, what, manual_url,
+                                                       f"the Hub download failed: {type(e).__name__}: {first}")) from e
         return ResolvedWeights(Path(path), spec, revision)
     if spec.startswith(("http://", "https://")):
-        override = local / url_filename(spec)
-        if override.exists():
-            return ResolvedWeights(override, spec)
-        raise WeightsNotFoundError(
-            f"{what}: the official file lives at {spec}, which tokbench does not download automatically.\n"
-            f"  Download it by hand and put it at {override} (or set TOKBENCH_WEIGHTS_DIR), or pass --weights PATH."
-        )
+        raise WeightsNotFoundError(missing_message(spec, what, manual_url, "never downloaded automatically"))
     path = Path(spec).expanduser()
-    if path.exists():
-        return ResolvedWeights(path, spec)
     hint = f" The official file: {manual_url}." if manual_url else ""
-    raise WeightsNotFoundError(f"{what}: no file or folder at {path}.{hint} Pass an existing path with --weights.")
+    raise WeightsNotFoundError(f"{what}: no file or folder at {path}.{hint} Pass an existing path (weights=PATH).")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
+
+def _device(s: str) -> str:
+    """'auto' → cuda when available, else cpu; resolved only when the command runs (no torch import for --help)."""
+    if s != "auto":
+        return s
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,16 +22,18 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
                    help="feature extractor: inception-v3-compat (default) or a torch-fidelity name (dinov2-vit-b-14, …)")
     p.add_argument("--resolution", type=int, help="ADM centre-crop every image to this size (default: as they are)")
     p.add_argument("--num-images", type=int, help="only the first N images (sorted by path)")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=50, help="images per Inception forward pass (default 50)")
+    p.add_argument("--device", default="auto", type=_device, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (listed) instead of stopping")
 
 
 def folder_batches(ds, batch_size: int):
     """uint8 batches of consecutive same-size images (folders of mixed sizes are fine without --resolution)."""
+    import torch
+
     from ..data import BadImageError
 
-    buf: list[torch.Tensor] = []
+    buf: list = []
     for i in range(len(ds)):
         try:
             x = ds[i]

@@ -15,7 +15,7 @@ directly; without it every tensor is kept under its dotted path (e.g. state_dict
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src")
+    p.add_argument("src", help="the pickled checkpoint (.pt/.ckpt/.bin/.pth) you trust")
     p.add_argument("dst", help="output .safetensors")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of SRC (trusted files only)")
     p.add_argument("--family", help="apply this family's checkpoint filter")

@@ -8,6 +8,9 @@ import argparse
 import math
 from pathlib import Path
 
+from ..errors import UsageError
+from ._defaults import RESULTS_DIR, RUNS_DIR
+
 NAME = "correlate"
 HELP = "correlation of tokenizer metrics (rFID, pFID, usage, …) with gFID, bootstrap CIs, plots and a static page"
 ORDER = 60
@@ -21,12 +24,13 @@ as `agreement` (positive = same ordering as the target).
 examples:
   tokbench correlate --table results/published.csv --out results/
   tokbench correlate --table results/published.csv --where generator=RAR-B,RAR-L --by generator
-  tokbench correlate --runs runs/ --target gfid --metrics rfid,pfid --compare pfid@alpha=0.5,delta=280:rfid
+  tokbench correlate --runs tokbench-results/runs --target gfid --metrics rfid,pfid --compare pfid@alpha=0.5,delta=280:rfid
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", action="append", metavar="DIR|FILE", help="result files or folders (repeatable)")
+    p.add_argument("--runs", action="append", metavar="DIR|FILE",
+                   help=f"result files or folders (repeatable; default {RUNS_DIR} when no --table is given)")
     p.add_argument("--table", action="append", metavar="CSV", help="a CSV table, one row per tokenizer "
                    "(or per tokenizer × generator) (repeatable)")
     p.add_argument("--target", default="gfid", help="the column to predict (default gfid)")
@@ -46,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--out", default=RESULTS_DIR, help=f"output folder (default {RESULTS_DIR}/)")
     p.add_argument("--name", default="correlation", help="file stem of the md/json outputs (default correlation)")
     p.add_argument("--leaderboard", help="leaderboard JSON to show on the page (default <out>/leaderboard.json)")
     p.add_argument("--no-plots", action="store_true", help="skip figures")
@@ -75,10 +79,13 @@ def _auto_by(df, target: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..report import analysis, html, inputs, plots, render, stats
+    from ..report import analysis, inputs, page, plots, render, stats
 
     if not args.runs and not args.table:
-        raise ValueError("nothing to correlate: give --runs DIR (result files of `tokbench run`) and/or --table CSV")
+        if not Path(RUNS_DIR).is_dir():
+            raise UsageError(f"nothing to correlate: no {RUNS_DIR}/ here (run `tokbench run` first), or give --runs "
+                             "DIR and/or --table CSV")
+        args.runs = [RUNS_DIR]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in stats.METHODS:
@@ -144,9 +151,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_html:
         cols = [c for c in [inputs.NAME_COLUMN, "generator", *metrics, args.target, "source"] if c in df.columns]
         rows = [{c: _plain(r[c]) for c in cols} for _, r in df.iterrows()]
-        page = html.page(report, data_rows=rows, data_columns=cols, figures=figures, curve_figure=curve_paths,
-                         leaderboard=args.leaderboard or out / "leaderboard.json")
-        render.write_text_atomic(out / "index.html", page)
+        page.write_results_page(out, runs=args.runs or [], report=report, figures=figures, data_rows=rows,
+                                data_columns=cols, leaderboard=args.leaderboard or out / "leaderboard.json")
         written.append(out / "index.html")
     n_fig = sum(len(v) for v in figures.values()) + len(curve_paths)
     print(f"wrote {', '.join(map(str, written))}" + (f" and {n_fig} figure files under {out / 'plots'}" if n_fig

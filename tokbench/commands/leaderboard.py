@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from ._defaults import RESULTS_DIR, RUNS_DIR
+
 NAME = "leaderboard"
-HELP = "write results/leaderboard.{md,csv,json} from result JSONs (rows with different protocols are refused)"
+HELP = "write leaderboard.{md,csv,json} and index.html from result JSONs (rows with different protocols are refused)"
 ORDER = 25
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", default="results/runs", help="folder with the result JSONs of `tokbench run`")
+    p.add_argument("--runs", default=RUNS_DIR, metavar="DIR",
+                   help=f"folder with the result JSONs of `tokbench run` (default {RUNS_DIR})")
     p.add_argument("--suite", default=None, help="suite name (default: the one with most results)")
-    p.add_argument("--out", default="results", help="output folder")
+    p.add_argument("--out", default=RESULTS_DIR, metavar="DIR", help=f"output folder (default {RESULTS_DIR})")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..report.page import write_results_page
     from ..runner.leaderboard import to_markdown, write_leaderboard
 
+    if not Path(args.runs).is_dir():
+        raise UsageError(f"--runs {args.runs}: no such folder (the --out of `tokbench run`)")
     board = write_leaderboard(args.runs, args.out, suite=args.suite)
+    write_results_page(args.out, runs=[args.runs])
     print(to_markdown(board))
     return 0

@@ -1,38 +1,70 @@
-"""`tokbench list`: the registered tokenizers."""
+"""`tokbench list`: the registered tokenizers.
+
+Building the table means importing every adapter (and torch), several seconds; the torch-free columns are cached
+under the tokbench cache folder, keyed by the source files that define presets, so that a repeated `tokbench list`
+answers in well under a second. Whether weights are on this machine is always looked up afresh."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
+import os
+from pathlib import Path
 
 NAME = "list"
-HELP = "list tokenizer presets (name, family, tokens/image, vocabulary, quantiser, licences, local weights)"
+HELP = "list tokenizer presets (name, family, tokens/image, vocabulary, quantiser, local weights; --wide: licences)"
 ORDER = 10
+COLUMNS = ["name", "family", "tokens", "vocab", "quantizer", "local"]
+WIDE = COLUMNS + ["code_license", "weights_license", "weights"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", help="only this family")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--wide", action="store_true", help="also licences and weight sources (wider than 120 columns)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (every field)")
 
 
-def rows(family: str | None = None) -> list[dict]:
-    from ..registry import build_tokenizer, get_family, presets, weights_available_locally
+def _cache_file() -> Path:
+    return Path(os.environ.get("TOKBENCH_CACHE", Path.home() / ".cache" / "tokbench")) / "list-rows.json"
+
+
+def _source_key() -> str:
+    """Hash of (path, size, mtime) of every file that can register a preset, and of the tokbench version."""
+    from .. import __version__
+
+    roots = [Path(__file__).resolve().parents[1]]
+    spec = importlib.util.find_spec("tokbench_adapters")
+    if spec and spec.submodule_search_locations:
+        roots += [Path(p) for p in spec.submodule_search_locations]
+    h = hashlib.sha256(__version__.encode())
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.suffix in (".py", ".json") and "__pycache__" not in p.parts:
+                st = p.stat()
+                h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _build_rows() -> list[dict]:
+    """Every preset's static facts (imports every adapter and torch)."""
+    import torch
+
+    from ..registry import get_family, presets
 
     out = []
     for name, preset in sorted(presets().items()):
-        if family and preset.family != family:
-            continue
         info = dict(preset.info)
+        fam = get_family(preset.family)
         row = {"name": name, "family": preset.family, "tokens": info.get("tokens_per_image", ""),
                "vocab": info.get("vocab_size", ""), "quantizer": info.get("quantizer", ""),
                "code_license": info.get("code_license", ""), "weights_license": info.get("weights_license", ""),
-               "local": weights_available_locally(preset)}
+               "weights": preset.weights or "", "needs_weights": fam.needs_weights}
         if row["tokens"] == "" or row["vocab"] == "":
             try:  # build on the meta device: no memory, no weights
-                import torch
-
                 with torch.device("meta"):
-                    m = get_family(preset.family).build(preset.get_config())
+                    m = fam.build(preset.get_config())
                 row.update(tokens=m.info.tokens_per_image, vocab=m.info.vocab_size, quantizer=m.info.quantizer,
                            code_license=row["code_license"] or m.info.code_license,
                            weights_license=row["weights_license"] or m.info.weights_license)
@@ -42,18 +74,58 @@ def rows(family: str | None = None) -> list[dict]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def _static_rows() -> tuple[list[dict], dict]:
+    """(rows, plugin import errors), from the cache when the preset sources are unchanged."""
+    key, cache = _source_key(), _cache_file()
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            return data["rows"], data.get("plugin_errors", {})
+    except (OSError, ValueError):
+        pass
     from ..registry import PLUGIN_ERRORS
 
+    rows = _build_rows()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "rows": rows, "plugin_errors": dict(PLUGIN_ERRORS)}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return rows, dict(PLUGIN_ERRORS)
+
+
+def rows(family: str | None = None) -> list[dict]:
+    """One dict per preset, with `local`: are its weights on this machine (weights folder, Hub cache, path)."""
+    from ..weight_files import local_file
+
+    static, _ = _static_rows()
+    out = []
+    for r in static:
+        if family and r["family"] != family:
+            continue
+        r = dict(r)
+        r["local"] = (not r.pop("needs_weights")) or bool(r["weights"] and local_file(r["weights"]))
+        out.append(r)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
     table = rows(args.family)
+    _, plugin_errors = _static_rows()
     if args.json:
         print(json.dumps(table, indent=1))
         return 0
-    cols = ["name", "family", "tokens", "vocab", "quantizer", "code_license", "weights_license", "local"]
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in table)) if table else len(c) for c in cols}
-    print("  ".join(c.ljust(widths[c]) for c in cols))
+    cols = WIDE if args.wide else COLUMNS
+
+    def text(r: dict, c: str) -> str:
+        return ("yes" if r[c] else "no") if c == "local" else str(r.get(c, ""))
+
+    widths = {c: max([len(c)] + [len(text(r, c)) for r in table]) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
     for r in table:
-        print("  ".join(str(("yes" if r[c] else "no") if c == "local" else r.get(c, "")).ljust(widths[c]) for c in cols))
-    for mod, err in PLUGIN_ERRORS.items():
+        print("  ".join(text(r, c).ljust(widths[c]) for c in cols).rstrip())
+    for mod, err in plugin_errors.items():
         print(f"warning: {mod} could not be imported: {err}")
     return 0

@@ -19,15 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer-config", help="upstream_config JSON file (needed when --tokenizer is a family)")
     p.add_argument("--weights", help="tokenizer weights (default: the preset's)")
     p.add_argument("--data", required=True, help="image folder (class = sub-folder) or 'sample'")
-    p.add_argument("--aug", choices=("none", "flip", "tencrop"), default="none")
+    p.add_argument("--aug", choices=("none", "flip", "tencrop"), default="none",
+                   help="augmentation stored as extra token sets: none, horizontal flip, or ten crops (default none)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--num-images", type=int, help="only the first N images (sorted order)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--shard-size", type=int, default=4096)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64, help="images per encoder pass (default 64)")
+    p.add_argument("--shard-size", type=int, default=4096, help="images per token shard file (default 4096)")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

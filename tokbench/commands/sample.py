@@ -22,24 +22,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", required=True, help="generator .safetensors from train-gen")
     p.add_argument("--num", type=int, required=True, help="number of samples (50000 for ImageNet gFID)")
     p.add_argument("--cfg", type=float, help="guidance scale w (default: the checkpoint's; 1 = none)")
-    p.add_argument("--cfg-schedule", choices=("constant", "power"))
+    p.add_argument("--cfg-schedule", choices=("constant", "power"),
+                   help="guidance over the sequence: constant or rising as a power of the position (default: the checkpoint's)")
     p.add_argument("--cfg-power", type=float, help="RAR cosine-power p for --cfg-schedule power")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the checkpoint's, else 1)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64)")
     p.add_argument("--out", help="output folder (gfid.json, images/)")
     p.add_argument("--save-png", action="store_true", help="write every sample to OUT/images as PNG")
     p.add_argument("--reference", help="ADM/tokbench .npz, image folder or 'sample': compute gFID against it")
-    p.add_argument("--extractor", default="inception-v3-compat")
+    p.add_argument("--extractor", default="inception-v3-compat",
+                   help="feature extractor for the FID (default inception-v3-compat)")
     p.add_argument("--fid-weights", "--extractor-weights", dest="extractor_weights",
-                   help="local Inception weights file (see fid-protocol.md); random weights are flagged")
+                   help="local Inception weights file (README: The FID protocol); random weights are flagged")
     p.add_argument("--tokenizer", help="override the checkpoint's tokenizer (preset / path)")
-    p.add_argument("--tokenizer-weights")
+    p.add_argument("--tokenizer-weights", help="tokenizer weights file (default: the one the generator records)")
     p.add_argument("--no-cache", action="store_true", help="sample without the KV cache (slow; for checks)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def settings_from_args(args: argparse.Namespace, defaults: dict):

@@ -12,8 +12,8 @@ ORDER = 41
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", metavar="DIR")
-    p.add_argument("--out", required=True, metavar="X.npz")
+    p.add_argument("folder", metavar="DIR", help="image folder (recursive; png, jpg, jpeg, webp)")
+    p.add_argument("--out", required=True, metavar="X.npz", help="statistics file to write (mu, sigma, protocol)")
     add_extractor_arguments(p)
 
 

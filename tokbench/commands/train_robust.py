@@ -15,7 +15,7 @@ DESCRIPTION = HELP + """
 examples:
   tokbench train-robust --config benchmarks/train/smoke.yaml --data sample --out runs/smoke
   tokbench train-robust --config benchmarks/train/smoke.yaml --data sample --out runs/smoke --resume
-  torchrun --nproc_per_node 8 -m tokbench train-robust --config benchmarks/train/vitvq_ss_robust.yaml --data DIR
+  torchrun --nproc_per_node 8 -m tokbench train-robust --config benchmarks/train/experiment_conv32.yaml --data DIR
 
 The EMA weights are exported to OUT/tokenizer.safetensors, which `tokbench.load_tokenizer(path)` and `tokbench run`
 load like any tokenizer. OUT/log.jsonl has the losses, usage and perplexity; OUT/samples/ the reconstruction grids

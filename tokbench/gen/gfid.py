@@ -44,11 +44,12 @@ def sample_images(model: ARGenerator, tokenizer, *, num: int, settings: Sampling
                   batch_size: int = 64, indices: list[int] | None = None, autocast_dtype: torch.dtype | None = None,
                   progress: bool = True) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """Yield (sample indices, labels, uint8 B x 3 x H x W images) for samples `indices` (default all of 0…num−1)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     labels_all = class_labels(num, model.cfg.num_classes)
     indices = list(range(num)) if indices is None else list(indices)
-    bar = tqdm(total=len(indices), desc="sample", disable=not progress)
+    name = getattr(getattr(tokenizer, "info", None), "preset", None) or ""
+    bar = progress_bar(total=len(indices), desc=f"gfid sampling {name}".strip(), enabled=progress, unit="img")
     try:
         for lo in range(0, len(indices), batch_size):
             idx = indices[lo : lo + batch_size]

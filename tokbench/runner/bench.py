@@ -28,12 +28,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
 from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
 from ..perturb import PerturbSetting, Perturber, neighbour_rules, rule_summary
+from ..progress import progress_bar
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .ordered import PROTOCOL as SUM_PROTOCOL, ChunkOrderedSums
 from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result,
@@ -344,8 +344,9 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
 
     todo = [c for c in mine if c not in done]
     total_imgs = sum(len(chunk_range(c)) for c in mine)
-    bar = tqdm(total=total_imgs, initial=total_imgs - sum(len(chunk_range(c)) for c in todo), unit="img",
-               desc=name, leave=False, disable=not (opts.progress and info.main) or None)
+    bar = progress_bar(total=total_imgs, initial=total_imgs - sum(len(chunk_range(c)) for c in todo), unit="img",
+                       desc=f"{'/'.join(m for m in ('rfid', 'pfid') if m in suite.metrics) or 'metrics'} {name}",
+                       leave=False, enabled=opts.progress and info.main)
     new_chunks = 0
     t_start = time.perf_counter()
 
@@ -571,7 +572,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
     datasets: dict = {}
     refs: dict = {}
     results = []
-    outer = tqdm(entries, desc=f"suite {suite.name}", unit="tokenizer", disable=not (opts.progress and info.main) or None)
+    outer = progress_bar(entries, desc=f"suite {suite.name}", unit="tokenizer", enabled=opts.progress and info.main)
     try:
         for entry in outer:
             name = tokenizer_name(entry)
@@ -626,17 +627,18 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
 
 def summary_table(results: Sequence[dict]) -> str:
     """A concise plain-text table of a run."""
-    rows = [["tokenizer", "status", "rFID", "pFID", "usage", "PSNR", "SSIM", "img/s"]]
+    rows = [["tokenizer", "status", "rFID", "pFID", "usage", "PSNR", "SSIM", "img/s", "note"]]
     for r in results:
         m = r.get("metrics", {})
-        if r.get("status") != "ok":
-            rows.append([r["tokenizer"]["name"], "FAILED", r.get("reason", "")[:70], "", "", "", "", ""])
+        if r.get("status") != "ok":  # the reason in its own column: metric columns hold numbers only
+            rows.append([r["tokenizer"]["name"], "FAILED", "-", "-", "-", "-", "-", "-",
+                         r.get("reason", "").splitlines()[0][:100] if r.get("reason") else ""])
             continue
         pf = m.get("pfid") or []
         pfs = " ".join(f"{p['mean']:.2f}" + (f"±{p['std']:.2f}" if len(p["values"]) > 1 else "") for p in pf)
         cb = m.get("codebook") or {}
         rows.append([r["tokenizer"]["name"], "ok", _f(m.get("rfid")), pfs, _f(cb.get("usage"), pct=True),
-                     _f(m.get("psnr")), _f(m.get("ssim"), 4), _f(r["run"].get("images_per_s"), 1)])
+                     _f(m.get("psnr")), _f(m.get("ssim"), 4), _f(r["run"].get("images_per_s"), 1), ""])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 

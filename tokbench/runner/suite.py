@@ -127,7 +127,10 @@ class Suite:
             if unknown or "generators" not in g:
                 raise ValueError(f"suite {file}: gfid takes {', '.join(GFID_KEYS)} (generators required); got "
                                  f"{sorted(unknown) or sorted(g)}")
-        return cls(pfid=PfidSpec(**pf), file=file, **d)
+        try:
+            return cls(pfid=PfidSpec(**pf), file=file, **d)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"suite {file}: {e}") from None
 
 
 def benchmarks_dir() -> Path:
@@ -143,7 +146,12 @@ def load_suite(spec: str | None) -> Suite:
         p = benchmarks_dir() / f"{spec}.yaml"
     if not p.exists():
         raise FileNotFoundError(f"suite {spec!r} not found (a YAML file, or a name in {benchmarks_dir()})")
-    d = yaml.safe_load(p.read_text())
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ValueError(f"suite {where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(d, dict):
         raise ValueError(f"suite {p} is not a YAML mapping")
     return Suite.from_dict(d, file=str(p))
