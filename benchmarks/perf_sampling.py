@@ -24,7 +24,7 @@ def bench(model, batch: int, cfg: float, use_cache: bool, repeats: int, bf16: bo
     s = SamplingConfig(cfg=cfg, use_cache=use_cache)
     ac = torch.bfloat16 if bf16 else None
     generate(model, labels[: min(batch, 2)], noise[: min(batch, 2)], s, autocast_dtype=ac)  # warm-up
-    dev = model.rope_cos.device
+    dev = model.device
     times = []
     for _ in range(repeats):
         if dev.type == "cuda":
