@@ -136,7 +136,7 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
         "seed_rule": SEED_RULE,
         "sampling": settings.to_dict(),
         "uint8": "floor(255*x+0.5)",
-        "generator": {"config": generator.cfg.to_dict(), "checkpoint": ckpt_desc,
+        "generator": {"arch": generator.arch, "config": generator.cfg.to_dict(), "checkpoint": ckpt_desc,
                       "train": {k: v for k, v in (meta.train if meta else {}).items() if k in ("step", "total_steps", "ema", "aug", "num_images")},
                       "params": generator.num_params()},
         "tokenizer": {"family": tokenizer.info.family, "preset": tokenizer.info.preset,
