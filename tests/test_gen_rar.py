@@ -153,3 +153,44 @@ def test_arch_flag_and_checkpoints_of_both_archs(tmp_path):
                      "--no-progress"]) == 0
         model, meta = load_generator(out / "generator.safetensors")
         assert type(model) is cls and meta.config.arch == arch
+
+
+def _ddp_worker(rank: int, port: int, folder, out) -> None:
+    """A forked child: one rank of a 2-process gloo group training RAR (as torchrun would start it)."""
+    import os
+    import traceback
+
+    code = 0
+    try:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
+        torch.set_num_threads(1)
+        train(folder, _rar_config(3, class_dropout=0.0, dropout=0.0, attn_dropout=0.0, anneal_start=0.0,
+                                  anneal_end=1.0), out, device="cpu", progress=False)
+    except BaseException:  # noqa: BLE001 - reported to the parent through a file
+        (out.parent / f"error{rank}.txt").write_text(traceback.format_exc())
+        code = 1
+    os._exit(code)
+
+
+def test_ddp_two_ranks_equal_one_process(tmp_path):
+    import multiprocessing
+    import socket
+
+    folder = _token_folder(tmp_path, PYRAMID, [16])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_ddp_worker, args=(r, port, folder, tmp_path / "ddp")) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    errors = [f.read_text() for f in tmp_path.glob("error*.txt")]
+    assert not errors and all(p.exitcode == 0 for p in procs), errors
+    one = train(folder, _rar_config(3, class_dropout=0.0, dropout=0.0, attn_dropout=0.0, anneal_start=0.0,
+                                    anneal_end=1.0), tmp_path / "one", device="cpu", progress=False)
+    (ma, _), (mb, _) = load_generator(one), load_generator(tmp_path / "ddp" / "generator.safetensors")
+    for (k, a), (_, b) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
