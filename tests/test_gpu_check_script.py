@@ -51,11 +51,11 @@ def test_python_parts_smoke_on_cpu(tmp_path, monkeypatch):
     parity = gc.parity(dev, tiny=True)
     assert len(parity) == 3 and all(r["ok"] and r["ids_exact"] for r in parity)  # CPU vs CPU: exact by construction
     runner = gc.runner_speed(dev, tiny=True, extractor="gpu-check-moments")
-    assert runner["images"] == 8 and runner["end_to_end_img_s"] > 0 and 0 < runner["ratio"]
+    assert runner["images"] == 4 and runner["end_to_end_img_s"] > 0 and 0 < runner["ratio"]
     kv = gc.kv_cache(dev, tiny=True)
     assert [r["arch"] for r in kv] == ["gpt", "rar"] and all(r["speedup"] > 0 for r in kv)
     out = tmp_path / "gc.json"
     out.write_text(json.dumps({"parity": parity, "runner": runner, "kvcache": kv}))
     res = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--json", str(out), "--table-only"],
                          capture_output=True, text=True, cwd=project_root())
-    assert res.returncode == 0 and "KV cache rar" in res.stdout and "parity fp32 cosmos_di" in res.stdout
+    assert res.returncode == 0 and "KV cache rar" in res.stdout and "parity fp32 titok" in res.stdout
