@@ -93,6 +93,7 @@ def test_layout_through_both_generators(fixture, data, tmp_path, monkeypatch):
         images = tok.decode(gmeta.spec.to_tokens(cached))
         assert images.shape == (3, 3, tok.info.resolution, tok.info.resolution) and torch.isfinite(images).all()
         ref = _Moments()(torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in sorted((data / "images").rglob("*.png"))])).permute(0, 3, 1, 2))
+        s.use_cache = True
         value, proto = gfid(model, tok, (ref.mean(0).numpy(), np.cov(ref.numpy(), rowvar=False)), _Moments(),
                             settings=s, num=NUM, batch_size=NUM, progress=False)
         assert np.isfinite(value) and value >= 0 and proto["generator"]["arch"] == arch
