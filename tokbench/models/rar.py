@@ -215,7 +215,7 @@ class RARGenerator(SequenceHeads):
         raster = torch.arange(self.seq_len).expand(batch, -1)
         return torch.where(coin[:, None], perm, raster).to(self.device)
 
-    def _positions(self, orders: torch.Tensor | None, b: int, p0: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _positions(self, orders: torch.Tensor | None, p0: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """pos and target-aware embeddings of internal positions p0 … p0+t−1 (B x t x D, or 1 x t x D for raster)."""
         L = self.seq_len
         if orders is None:
@@ -248,7 +248,7 @@ class RARGenerator(SequenceHeads):
         t = x.shape[1]
         if p0 + t > self.seq_len + 1:
             raise ValueError(f"steps up to {p0 + t - 2} exceed the sequence length {self.seq_len}")
-        pos, ta = self._positions(orders, b, p0, t)
+        pos, ta = self._positions(orders, p0, t)
         x = x + pos + ta
         c = cls[:, None] + self.step_cond[p0 : p0 + t][None]
         for i, blk in enumerate(self.blocks):
