@@ -115,12 +115,15 @@ def runner_speed(dev: torch.device, tiny: bool, extractor: str = "inception-v3-c
 
     tok.decode_raw = decode_raw
     extractor = get_extractor(extractor, device=str(dev))
-    ds = open_dataset("sample", tok.info.resolution, num_images=n)
+    from tokbench.data.datasets import SubsetDataset
+
+    base = open_dataset("sample", tok.info.resolution)  # 126 crops at 256 px: cycled up to n images
+    ds = SubsetDataset(base, [i % len(base) for i in range(n)])
     import tempfile
 
     with tempfile.TemporaryDirectory() as work:
         ref, proto = reference_stats(ds, extractor, batch_size=bs, cache=Path(work) / "cache")  # not timed
-        suite = Suite.from_dict(dict(name="gpu-check", data="sample", num_images=n, resolution=None, tokenizers=[],
+        suite = Suite.from_dict(dict(name="gpu-check", data="sample", num_images=None, resolution=None, tokenizers=[],
                                      batch_size=bs, chunk_size=n, metrics=["rfid"]))
         opts = RunOptions(out_dir=Path(work) / "runs", device=str(dev), progress=False, force=True)
         evaluate(tok, "warm", suite, ds, extractor, ref, proto, opts)  # kernels, allocator
