@@ -15,7 +15,7 @@ import torch
 from tokbench.api import TokenLayout
 from tokbench.gen.sampling import SamplingConfig, generate, sample_noise, sample_seeds
 from tokbench.models.gen_layout import SequenceSpec
-from tokbench.models.generator import ARGenerator, GeneratorConfig
+from tokbench.gen.archs import build_generator, generator_config
 
 
 def bench(model, batch: int, cfg: float, use_cache: bool, repeats: int, bf16: bool) -> float:
@@ -24,7 +24,7 @@ def bench(model, batch: int, cfg: float, use_cache: bool, repeats: int, bf16: bo
     s = SamplingConfig(cfg=cfg, use_cache=use_cache)
     ac = torch.bfloat16 if bf16 else None
     generate(model, labels[: min(batch, 2)], noise[: min(batch, 2)], s, autocast_dtype=ac)  # warm-up
-    dev = model.rope_cos.device
+    dev = model.device
     times = []
     for _ in range(repeats):
         if dev.type == "cuda":
@@ -39,7 +39,8 @@ def bench(model, batch: int, cfg: float, use_cache: bool, repeats: int, bf16: bo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="tiny")
+    ap.add_argument("--arch", default="gpt", choices=("gpt", "rar"))
+    ap.add_argument("--size", default="tiny", help="gpt: tiny, gpt-b, …; rar: tiny, rar-b, …")
     ap.add_argument("--grid", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--classes", type=int, default=1000)
@@ -54,7 +55,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     spec = SequenceSpec.from_layout(TokenLayout.grid(a.grid, a.grid), [a.vocab])
-    model = ARGenerator(GeneratorConfig.from_dict({"size": a.size, "num_classes": a.classes}), spec).to(a.device).eval()
+    model = build_generator(generator_config({"arch": a.arch, "size": a.size, "num_classes": a.classes}), spec)
+    model = model.to(a.device).eval()
     for h in model.heads:
         torch.nn.init.normal_(h.weight, std=0.02)
     print(f"model {a.size}: {model.num_params() / 1e6:.1f}M params, {spec.length} tokens/image, vocab {a.vocab}, "

@@ -1,4 +1,5 @@
-"""tokbench's generator side: pre-tokenised data, training, sampling and gFID for the in-house AR generator.
+"""tokbench's generator side: pre-tokenised data, training, sampling and gFID for the in-house AR generators
+(LlamaGen-style GPT and RAR, `tokbench.gen.archs`).
 
 Entry points: `gfid(generator, tokenizer, reference, extractor, settings=…, num=…, seed=…, batch_size=…)` →
 (value, protocol); `load_generator(path)`; `generate(model, labels, noise, settings)`; `train(tokens, config, out)`.

@@ -10,7 +10,9 @@ from pathlib import Path
 import torch
 
 from ..models.gen_layout import SequenceSpec
-from ..models.generator import ARGenerator, GeneratorConfig
+from ..models.generator import GeneratorConfig, SequenceHeads
+from ..models.rar import RARConfig
+from .archs import build_generator, generator_config
 from ..weights import load_strict, safetensors_metadata, save_safetensors, sha256_file
 
 KIND = "tokbench.generator"
@@ -43,14 +45,15 @@ class TokenizerRef:
 
 @dataclass
 class GeneratorMeta:
-    config: GeneratorConfig
+    config: GeneratorConfig | RARConfig  # its `arch` says which generator
     spec: SequenceSpec
     tokenizer: TokenizerRef
     sampling: dict = field(default_factory=dict)  # default sampler settings (from the training config)
     train: dict = field(default_factory=dict)  # provenance: step, token set, config name, EMA flag
 
     def to_metadata(self) -> dict[str, str]:
-        return {"tokbench.kind": KIND, "tokbench.gen.config": json.dumps(self.config.to_dict()),
+        return {"tokbench.kind": KIND, "tokbench.gen.arch": self.config.arch,
+                "tokbench.gen.config": json.dumps(self.config.to_dict()),
                 "tokbench.gen.sequence": json.dumps(self.spec.to_dict()),
                 "tokbench.gen.tokenizer": json.dumps(self.tokenizer.to_dict()),
                 "tokbench.gen.sampling": json.dumps(self.sampling), "tokbench.gen.train": json.dumps(self.train)}
@@ -60,20 +63,21 @@ class GeneratorMeta:
         if meta.get("tokbench.kind") != KIND:
             raise ValueError(f"{what} is not a tokbench generator checkpoint (metadata tokbench.kind is "
                              f"{meta.get('tokbench.kind')!r}); train one with `tokbench train-gen`")
-        return cls(GeneratorConfig.from_dict(json.loads(meta["tokbench.gen.config"])),
+        config = {**json.loads(meta["tokbench.gen.config"]), "arch": meta.get("tokbench.gen.arch", "gpt")}
+        return cls(generator_config(config),
                    SequenceSpec.from_dict(json.loads(meta["tokbench.gen.sequence"])),
                    TokenizerRef.from_dict(json.loads(meta["tokbench.gen.tokenizer"])),
                    json.loads(meta.get("tokbench.gen.sampling", "{}")), json.loads(meta.get("tokbench.gen.train", "{}")))
 
-    def build(self) -> ARGenerator:
-        return ARGenerator(self.config, self.spec)
+    def build(self) -> SequenceHeads:
+        return build_generator(self.config, self.spec)
 
 
 def save_generator(path: str | Path, state_dict: dict[str, torch.Tensor], meta: GeneratorMeta) -> None:
     save_safetensors(state_dict, path, meta.to_metadata())
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[ARGenerator, GeneratorMeta]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[SequenceHeads, GeneratorMeta]:
     """Rebuild the generator from a checkpoint's metadata and load its weights strictly."""
     from safetensors.torch import load_file
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..models.generator import ARGenerator
+from ..models.generator import SequenceHeads
 from .checkpoint import GeneratorMeta, load_generator
 from .sampling import SamplingConfig, generate, sample_noise, sample_seeds
 
@@ -40,7 +40,7 @@ def _to_uint8(x01: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_images(model: ARGenerator, tokenizer, *, num: int, settings: SamplingConfig, seed: int = 0,
+def sample_images(model: SequenceHeads, tokenizer, *, num: int, settings: SamplingConfig, seed: int = 0,
                   batch_size: int = 64, indices: list[int] | None = None, autocast_dtype: torch.dtype | None = None,
                   progress: bool = True) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """Yield (sample indices, labels, uint8 B x 3 x H x W images) for samples `indices` (default all of 0…num−1)."""
@@ -82,7 +82,7 @@ def _reference(reference: Any) -> tuple[Any, dict]:
     raise TypeError(f"unsupported gFID reference {type(reference).__name__}")
 
 
-def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extractor: Callable, *,
+def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extractor: Callable, *,
          settings: SamplingConfig | dict | None = None, num: int = 50_000, seed: int = 0, batch_size: int = 64,
          device: str | torch.device | None = None, save_dir: str | Path | None = None, progress: bool = True,
          bf16: bool = True) -> tuple[float, dict]:
@@ -98,7 +98,7 @@ def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extract
     ckpt_desc: dict = dict(getattr(generator, "checkpoint", {}) or {})
     if device is not None:
         generator = generator.to(device)
-    dev = generator.rope_cos.device
+    dev = generator.device
     if settings is None:
         settings = SamplingConfig.from_dict(meta.sampling if meta else {})
     elif isinstance(settings, dict):
@@ -137,7 +137,7 @@ def gfid(generator: ARGenerator | str | Path, tokenizer, reference: Any, extract
         "seed_rule": SEED_RULE,
         "sampling": settings.to_dict(),
         "uint8": "floor(255*x+0.5)",
-        "generator": {"config": generator.cfg.to_dict(), "checkpoint": ckpt_desc,
+        "generator": {"arch": generator.arch, "config": generator.cfg.to_dict(), "checkpoint": ckpt_desc,
                       "train": {k: v for k, v in (meta.train if meta else {}).items() if k in ("step", "total_steps", "ema", "aug", "num_images")},
                       "params": generator.num_params()},
         "tokenizer": {"family": tokenizer.info.family, "preset": tokenizer.info.preset,

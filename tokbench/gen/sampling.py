@@ -1,4 +1,4 @@
-"""Sampling from an `ARGenerator`: temperature, top-k, top-p, classifier-free guidance (constant or RAR's
+"""Sampling from a tokbench generator (GPT or RAR, raster order): temperature, top-k, top-p, classifier-free guidance (constant or RAR's
 cosine-power schedule), with or without the KV cache.
 
 Reproducibility: every sample draws its randomness from its own seed (one uniform number per step and slot, drawn
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..models.generator import ARGenerator, KVCache
+from ..models.generator import KVCache, SequenceHeads
 
 
 @dataclass
@@ -99,12 +99,12 @@ def sample_seeds(base_seed: int, indices) -> list[int]:
 
 
 @torch.no_grad()
-def generate(model: ARGenerator, labels: torch.Tensor, noise: torch.Tensor, settings: SamplingConfig,
+def generate(model: SequenceHeads, labels: torch.Tensor, noise: torch.Tensor, settings: SamplingConfig,
              autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Sample B sequences (B x L x K ids). labels: B class ids (ignored by unconditional models); noise: B x L x K
     uniforms from `sample_noise`."""
     model.eval()
-    dev = model.rope_cos.device
+    dev = model.device
     b, L, K = labels.shape[0], model.seq_len, model.num_sub
     if tuple(noise.shape) != (b, L, K):
         raise ValueError(f"noise of shape {tuple(noise.shape)}, expected {(b, L, K)}")

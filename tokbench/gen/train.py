@@ -1,9 +1,10 @@
-"""Training an `ARGenerator` on a token folder: AdamW, linear warm-up + cosine decay, bf16 autocast on GPU, EMA,
+"""Training a generator (GPT or RAR, `model.arch`) on a token folder: AdamW, linear warm-up + cosine decay, bf16 autocast on GPU, EMA,
 torchrun/DDP, exact resume, JSON-lines log.
 
 Exact resume by construction: the images of step s, their augmentation variants and the dropout randomness are all
 functions of (seed, s, rank), never of a running random state, so a run stopped after any checkpoint and restarted
-produces the same weights as one that never stopped (bit-exact on CPU).
+produces the same weights as one that never stopped (bit-exact on CPU). RAR's permutation orders are likewise drawn
+from (seed, step) with the ratio r a pure function of the step (`tokbench.models.rar.rar_ratio`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch
 from torch import nn
 
 from ..io import torch_save_atomic, trim_jsonl_log
-from ..models.generator import ARGenerator, GeneratorConfig
+from ..models.generator import SequenceHeads
+from ..models.rar import rar_ratio
+from .archs import build_generator, generator_config
 from .checkpoint import GeneratorMeta, TokenizerRef, save_generator
 from .sampling import SamplingConfig
 from .tokenset import TokenSet
@@ -135,14 +138,15 @@ class BatchPlan:
 
 
 class _LossModule(nn.Module):
-    """DDP hooks `forward`; the loss lives in `ARGenerator.loss`."""
+    """DDP hooks `forward`; the loss lives in the generator's `loss` (RAR also takes this step's orders)."""
 
-    def __init__(self, model: ARGenerator) -> None:
+    def __init__(self, model: SequenceHeads) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(ids, self.model.drop_labels(labels))
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, orders: torch.Tensor | None = None) -> torch.Tensor:
+        kw = {} if orders is None else {"orders": orders}
+        return self.model.loss(ids, self.model.drop_labels(labels), **kw)
 
 
 def _dist() -> tuple[int, int, int]:
@@ -174,11 +178,12 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
         raise ValueError(f"{ts.path} has unlabelled images; set train.num_classes: 0 for unconditional training")
     if num_classes and len(ts) and int(ts.labels.max()) >= num_classes:
         raise ValueError(f"labels reach {int(ts.labels.max())} but num_classes is {num_classes}")
-    gcfg = GeneratorConfig.from_dict({**config.model, "num_classes": num_classes})
+    gcfg = generator_config({**config.model, "num_classes": num_classes})
     torch.manual_seed(tc.seed)
-    model = ARGenerator(gcfg, ts.spec).to(dev)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    model = build_generator(gcfg, ts.spec).to(dev)
+    skip = model.no_weight_decay()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n not in skip]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or n in skip]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=tc.betas)
     ema = [p.detach().float().clone() for p in model.parameters()] if tc.ema > 0 else None
@@ -241,8 +246,13 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
             lr = lr_at(step, total, tc)
             for g in opt.param_groups:
                 g["lr"] = lr
+            orders, ratio = None, None
+            if gcfg.arch == "rar":
+                ratio = rar_ratio(step, total, gcfg.anneal_start, gcfg.anneal_end)
+                orders = model.sample_orders(tc.batch_size, ratio, tc.seed, step)
+                orders = None if orders is None else orders[rank::world]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                loss = wrapped(ids, labels)
+                loss = wrapped(ids, labels, orders)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip > 0 else torch.zeros(())
@@ -265,6 +275,8 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
                 el = time.time() - t0
                 rec = {"step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(gn),
                        "elapsed_s": round(el, 3), "tokens_per_s": round(tokens_seen / max(el, 1e-9), 1)}
+                if ratio is not None:
+                    rec["rar_ratio"] = ratio
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")

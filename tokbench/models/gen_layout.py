@@ -52,8 +52,10 @@ class SequenceSpec:
         groups = layout.groups
         ks = {len(g.spaces) for g in groups}
         if len(ks) != 1:
-            raise ValueError(f"groups of this layout have different sub-codebook counts {sorted(ks)}; the generator "
-                             "needs the same number of ids per position in every group")
+            desc = ", ".join(f"{g.kind} {tuple(g.shape)} spaces {tuple(g.spaces)}" for g in groups)
+            raise ValueError(f"the generators (gpt, rar) cannot model layout [{desc}]: its groups have different "
+                             f"sub-codebook counts {sorted(ks)}, and a step must carry the same number of ids in "
+                             "every group")
         num_sub = ks.pop()
         for g in groups:
             for s in g.spaces:

@@ -53,9 +53,13 @@ class GeneratorConfig:
     norm_eps: float = 1e-5
     init_std: float = 0.02
 
+    arch = "gpt"
+
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
         d = dict(d)
+        if d.pop("arch", "gpt") != "gpt":
+            raise ValueError("GeneratorConfig is the 'gpt' architecture; build other archs with tokbench.gen.archs")
         size = d.pop("size", None)
         if size and size not in SIZES:
             raise ValueError(f"unknown generator size {size!r}; known: {sorted(SIZES)}")
@@ -183,37 +187,32 @@ class Block(nn.Module):
         return x + self.ffn(self.ffn_norm(x))
 
 
-class ARGenerator(nn.Module):
-    """Decoder-only transformer over a tokenizer's token sequence (see the module docstring for the convention)."""
+class SequenceHeads(nn.Module):
+    """What every tokbench AR generator shares: one embedding table and one output head per head key of the
+    `SequenceSpec` (so multi-branch and sub-codebook layouts use the right vocabulary at every step), class dropout,
+    and the cross-entropy over all steps and slots. Subclasses build `cls_emb`, `tok_emb`, `heads`, `blocks` and
+    implement `forward(labels, prev_ids, start, cache)` → hidden states of steps start … start+T−1."""
 
-    def __init__(self, cfg: GeneratorConfig, spec: SequenceSpec) -> None:
-        super().__init__()
-        self.cfg, self.spec = cfg, spec
-        d = cfg.dim
-        self.cls_emb = nn.Embedding(cfg.num_classes + 1, d)  # index num_classes = null class / unconditional start
-        self.tok_emb = nn.ModuleList(nn.Embedding(v, d) for v in spec.head_vocab)
-        self.group_emb = nn.Embedding(spec.num_groups, d) if spec.num_groups > 1 else None
-        self.tok_drop = nn.Dropout(cfg.token_dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.norm = RMSNorm(d, cfg.norm_eps)
-        self.heads = nn.ModuleList(nn.Linear(d, v, bias=False) for v in spec.head_vocab)
-        ang = rope_angles(spec.positions, d // cfg.heads, cfg.rope_base)
-        self.register_buffer("rope_cos", ang.cos().float(), persistent=False)
-        self.register_buffer("rope_sin", ang.sin().float(), persistent=False)
+    arch = "gpt"
+
+    def _init_tables(self, spec: SequenceSpec, dim: int, num_classes: int) -> None:
+        """Class and token embedding tables plus the step → head buffers (output heads: `_init_out_heads`, called
+        after the blocks so that a seeded initialisation draws in the order it always has)."""
+        self.spec = spec
+        self.cls_emb = nn.Embedding(num_classes + 1, dim)  # index num_classes = null class / unconditional start
+        self.tok_emb = nn.ModuleList(nn.Embedding(v, dim) for v in spec.head_vocab)
         self.register_buffer("step_heads", spec.step_heads.clone(), persistent=False)
         self.register_buffer("step_group", spec.step_group.clone(), persistent=False)
         # per slot k: the heads it uses (one for nearly every layout)
         self._slot_heads = [sorted({int(h) for h in spec.step_heads[:, k]}) for k in range(spec.num_sub)]
-        self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=self.cfg.init_std)
-        for h in self.heads:  # zero heads: uniform first predictions (LlamaGen does the same)
-            nn.init.zeros_(h.weight)
+    def _init_out_heads(self, dim: int, bias: bool = False) -> None:
+        self.heads = nn.ModuleList(nn.Linear(dim, v, bias=bias) for v in self.spec.head_vocab)
 
-    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.step_heads.device
+
     @property
     def conditional(self) -> bool:
         return self.cfg.num_classes > 0
@@ -233,6 +232,10 @@ class ARGenerator(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of ≥2-D parameters the optimiser must not decay (none for the GPT: LlamaGen decays embeddings)."""
+        return set()
+
     def _embed_ids(self, ids: torch.Tensor, first_step: int) -> torch.Tensor:
         """ids: B x T x K of steps first_step … first_step+T−1 → B x T x D (sum over the K slots)."""
         t = ids.shape[1]
@@ -251,6 +254,63 @@ class ARGenerator(nn.Module):
             out = e if out is None else out + e
         return out
 
+    def step_logits(self, hidden: torch.Tensor, step: int) -> list[torch.Tensor]:
+        """B x D hidden of one step → K logit tensors (B x vocab of that slot's head)."""
+        return [self.heads[int(self.step_heads[step, k])](hidden).float() for k in range(self.num_sub)]
+
+    def drop_labels(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Class dropout for CFG training (labels of an unconditional model are always the null class)."""
+        if not self.conditional:
+            return torch.full_like(labels, self.null_class)
+        if self.cfg.class_dropout <= 0 or not self.training:
+            return labels
+        drop = torch.rand(labels.shape, device=labels.device, generator=generator) < self.cfg.class_dropout
+        return torch.where(drop, torch.full_like(labels, self.null_class), labels)
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        if ids.shape[1] != self.seq_len or ids.shape[2] != self.num_sub:
+            raise ValueError(f"ids of shape {tuple(ids.shape)}, expected B x {self.seq_len} x {self.num_sub}")
+
+    def heads_loss(self, h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of hidden states h (B x L x D, step i predicts step i) against ids (B x L x K)."""
+        total, count = h.new_zeros((), dtype=torch.float32), 0
+        for k, used in enumerate(self._slot_heads):
+            for hd in used:
+                steps = (self.step_heads[:, k] == hd).nonzero().squeeze(1)
+                hs = h if len(used) == 1 else h[:, steps]
+                tg = ids[..., k] if len(used) == 1 else ids[:, steps, k]
+                logits = self.heads[hd](hs).float()
+                total = total + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tg.reshape(-1), reduction="sum")
+                count += tg.numel()
+        return total / count
+
+
+class ARGenerator(SequenceHeads):
+    """Decoder-only transformer over a tokenizer's token sequence (see the module docstring for the convention)."""
+
+    def __init__(self, cfg: GeneratorConfig, spec: SequenceSpec) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self._init_tables(spec, d, cfg.num_classes)
+        self.group_emb = nn.Embedding(spec.num_groups, d) if spec.num_groups > 1 else None
+        self.tok_drop = nn.Dropout(cfg.token_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = RMSNorm(d, cfg.norm_eps)
+        self._init_out_heads(d)
+        ang = rope_angles(spec.positions, d // cfg.heads, cfg.rope_base)
+        self.register_buffer("rope_cos", ang.cos().float(), persistent=False)
+        self.register_buffer("rope_sin", ang.sin().float(), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=self.cfg.init_std)
+        for h in self.heads:  # zero heads: uniform first predictions (LlamaGen does the same)
+            nn.init.zeros_(h.weight)
+
+    # ------------------------------------------------------------------------------------------------------------
     def embed(self, labels: torch.Tensor, prev_ids: torch.Tensor | None, start: int) -> torch.Tensor:
         """Inputs of steps start … start+T−1. At start = 0, `prev_ids` holds the ids of steps 0…T−2 (or None for
         T = 1) and the class embedding leads; at start > 0 it holds steps start−1 … start+T−2."""
@@ -276,31 +336,7 @@ class ARGenerator(nn.Module):
             x = blk(x, cos, sin, cache, i, start, self.seq_len)
         return self.norm(x)
 
-    def step_logits(self, hidden: torch.Tensor, step: int) -> list[torch.Tensor]:
-        """B x D hidden of one step → K logit tensors (B x vocab of that slot's head)."""
-        return [self.heads[int(self.step_heads[step, k])](hidden).float() for k in range(self.num_sub)]
-
-    def drop_labels(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Class dropout for CFG training (labels of an unconditional model are always the null class)."""
-        if not self.conditional:
-            return torch.full_like(labels, self.null_class)
-        if self.cfg.class_dropout <= 0 or not self.training:
-            return labels
-        drop = torch.rand(labels.shape, device=labels.device, generator=generator) < self.cfg.class_dropout
-        return torch.where(drop, torch.full_like(labels, self.null_class), labels)
-
     def loss(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over all steps and slots. ids: B x L x K; labels: B (already dropped)."""
-        if ids.shape[1] != self.seq_len or ids.shape[2] != self.num_sub:
-            raise ValueError(f"ids of shape {tuple(ids.shape)}, expected B x {self.seq_len} x {self.num_sub}")
-        h = self(labels, ids[:, :-1])
-        total, count = h.new_zeros((), dtype=torch.float32), 0
-        for k, used in enumerate(self._slot_heads):
-            for hd in used:
-                steps = (self.step_heads[:, k] == hd).nonzero().squeeze(1)
-                hs = h if len(used) == 1 else h[:, steps]
-                tg = ids[..., k] if len(used) == 1 else ids[:, steps, k]
-                logits = self.heads[hd](hs).float()
-                total = total + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tg.reshape(-1), reduction="sum")
-                count += tg.numel()
-        return total / count
+        self._check_ids(ids)
+        return self.heads_loss(self(labels, ids[:, :-1]), ids)
