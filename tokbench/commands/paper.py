@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (paper.csv, correlation.md, runs/, summary.json)")
     p.add_argument("--work", default=None, help="checkpoints and token shards (default OUT/work)")
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -261,7 +261,7 @@ def run_tokenizer(entry: dict, cfg: dict, opts: PaperOptions, stages: Stages, tr
 
     # 3. rFID, pFID, codebook statistics on the validation folder (the runner) -------------------------------------
     from ..runner import RunOptions, evaluate
-    from ..runner.schema import result_path
+    from ..runner.schema import result_file
 
     k_meas = stable_hash({"tokenizer": ref.to_dict(), "suite": suite.to_dict(), "val": val_ds.content_hash,
                           "extractor": ext_proto})
@@ -273,7 +273,7 @@ def run_tokenizer(entry: dict, cfg: dict, opts: PaperOptions, stages: Stages, tr
         r = evaluate(tokenizer(), name, suite, val_ds, extractor, val_ref[0], val_ref[1], ro)
         if r.get("status") != "ok":  # pragma: no cover - evaluate raises instead
             raise RuntimeError(f"{name}: measurement failed: {r.get('reason')}")
-        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_path(opts.out / "runs", name, suite.name)),
+        m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_file(opts.out / "runs", r)),
                                                         "seconds": round(time.time() - t0, 2)})
 
     # 4. gFID of every generator ------------------------------------------------------------------------------------
