@@ -376,7 +376,6 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     random_inc = bool(ext.get("random_weights"))
     n_tok = len(rows)
     m = cfg["measure"]
-    g = cfg["gfid"]
     pf = m["pfid"]
     lines_corr, facts = correlation_lines(corr)
     feat_dim = ext.get("dim") or ext.get("feature") or "?"
@@ -408,14 +407,28 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     L.append(f"- **Tokenizers**: {n_tok}, each trained once with seed {cfg['seed']} (one training run per "
              "configuration: differences between two tokenizers include seed-to-seed noise that this zoo does not "
              "measure).")
-    L.append(f"- **Generators**: one per tokenizer, same recipe: {summary['generator']}.")
+    from .config import generator_recipes, gfid_references
+    from .pipeline import generator_label
+
+    recipes = generator_recipes(cfg)
+    if len(recipes) > 1:
+        L.append(f"- **Generators**: {len(recipes)} per tokenizer, one per recipe: "
+                 + "; ".join(generator_label(cfg, r, n) for n, r in recipes)
+                 + ". `gfid` in the tables is the first one's; `correlation_by_generator*.md` analyse each on its own "
+                 "(rows in `gfid_all.csv`).")
+    else:
+        L.append(f"- **Generators**: one per tokenizer, same recipe: {summary['generator']}.")
+    refs = gfid_references(cfg)
+    n_ref = first_gfid.get("reference_images") or {refs[0]: first_gfid.get("num", "?")}
     L.append(f"- **rFID / pFID**: {d['heldout_images']} held-out images against the same {d['heldout_images']} images. "
-             f"**gFID**: {first_gfid.get('num', '?')} samples against the {g['reference']} split "
-             f"({first_gfid.get('num', '?')} images), in a {feat_dim}-dimensional feature space. With so few "
+             f"**gFID**: {first_gfid.get('num', '?')} samples against the "
+             + " and the ".join(f"{r} split ({n_ref.get(r, '?')} images)" for r in refs)
+             + (" (the first is `gfid`, the others `gfid_<split>` in gfid_all.csv)" if len(refs) > 1 else "")
+             + f", in a {feat_dim}-dimensional feature space. With so few "
              "images every FID here carries a large small-sample bias (and a covariance estimated from fewer images "
              "than dimensions is rank-deficient): compare values only within this folder, never with published "
              "FIDs.")
-    if g["reference"] == "train":
+    if refs[0] == "train":
         L.append("- rFID/pFID (held-out reference) and gFID (training-split reference) use different reference "
                  "images, so their absolute values are not comparable with each other; only orderings across "
                  "tokenizers are compared.")
