@@ -69,6 +69,21 @@ def test_perturbation_is_straight_through_to_encoder_only():
     assert g_rec[1].abs().sum() > 0  # the encoder gets the reconstruction gradient
 
 
+def test_regvq_stochastic_positions_are_relaxed_not_hard_straight_through():
+    """With every position stochastic, the reconstruction's gradient reaches the codebook (through the Gumbel-softmax
+    relaxation), which the hard z + sg(e − z) of the deterministic positions never gives it."""
+    grads = {}
+    for ratio in (0.0, 1.0):
+        cfg = _cfg(perturb={"enabled": False}, regvq={"prior_weight": 0.0, "mask_ratio": ratio, "pcl_weight": 0.0},
+                   loss={"adv_weight": 0.0})
+        tr = Trainer(cfg, _images(), progress=False)
+        x = torch.stack(_images()[:4]).double().div(127.5).sub(1).float()
+        out = tr.generator_losses(x, epoch=0)
+        (g,) = torch.autograd.grad(out["rec"], [tr.model.quantize.embedding.weight], allow_unused=True)
+        grads[ratio] = 0.0 if g is None else float(g.abs().sum())
+    assert grads[0.0] == 0.0 and grads[1.0] > 0
+
+
 def _state(tr):
     sd = {f"model.{k}": v for k, v in tr.model.state_dict().items()}
     sd.update({f"ema.{k}": v for k, v in tr.ema.module.state_dict().items()})

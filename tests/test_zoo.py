@@ -259,3 +259,48 @@ def test_readme_zoo_table_quotes_the_committed_results():
     sec = json.loads((ROOT / "results" / "zoo-pooled" / "correlation.json").read_text())["sections"][0]
     d = next(c for c in sec["comparisons"] if c["a"] == "pfid@alpha=0.5,delta=0.1,mode=code")["methods"]["spearman"]
     assert f"{d['delta']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] |" in readme
+
+
+def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, monkeypatch):
+    """Each generator recipe is trained per tokenizer and gets its own stages; one sampling pass gives gFID against
+    the training and the held-out images; correlate runs per generator on gfid_all.csv."""
+    from tokbench.zoo import resolve
+
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(QUICK.read_text())
+    raw["measure"]["fid"]["extractor"] = "zoo-test-features"
+    raw["tokenizers"] = raw["tokenizers"][:3]
+    gen = raw["generator"]
+    raw["generators"] = [dict(gen, name="gpt"), dict(gen, name="gpt-b", train=dict(gen["train"], seed=1))]
+    raw["gfid"] = {"reference": ["train", "heldout"], "num": 12}
+    cfg = resolve(raw, where="two generators (test)")
+    out = tmp_path / "z"
+    summary = _run(cfg, out)
+    for t in summary["tokenizers"]:
+        for stage in ("generator-gpt", "gfid-gpt", "generator-gpt-b", "gfid-gpt-b"):
+            assert (out / "state" / t["name"] / f"{stage}.json").is_file()
+        r = json.loads(next((out / "runs").glob(f"{t['name']}__*.json")).read_text())
+        assert r["gfid"]["generator_name"] == "gpt" and r["gfid"]["reference"].startswith("train split")
+        got = {(e["generator_name"], e["reference"].split(" ")[0]): e["value"] for e in r["gfid_all"]}
+        assert set(got) == {(g, ref) for g in ("gpt", "gpt-b") for ref in ("train", "heldout")}
+        assert got[("gpt", "train")] == r["gfid"]["value"] and got[("gpt", "heldout")] != got[("gpt", "train")]
+    assert (out / "configs" / "generator-gpt-b.yaml").is_file()
+    table = (out / "gfid_all.csv").read_text().splitlines()
+    assert len(table) == 1 + 2 * 3 and "gfid_heldout" in table[0]
+    for name in ("correlation_by_generator", "correlation_by_generator_heldout"):
+        assert (out / f"{name}.json").is_file(), name
+    before = {f.name: json.loads(f.read_text())["gfid_all"] for f in (out / "runs").glob("*.json")}
+    _run(cfg, out)  # everything resumes from its markers: identical numbers
+    assert before == {f.name: json.loads(f.read_text())["gfid_all"] for f in (out / "runs").glob("*.json")}
+
+
+def test_gfid_kid_hook_is_refused_until_wired():
+    from tokbench.zoo import resolve
+
+    raw = yaml.safe_load(QUICK.read_text())
+    raw["gfid"] = {"kid": True}
+    with pytest.raises(ValueError, match="gfid.kid is not wired"):
+        resolve(raw)
+    raw["gfid"] = {"reference": ["train", "train"]}
+    with pytest.raises(ValueError, match="distinct"):
+        resolve(raw)

@@ -186,7 +186,7 @@ def _preflight(args: argparse.Namespace):
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     suite.tokenizers = expand_tokenizers(suite.tokenizers)
-    check_data(suite.data, suite.num_images)
+    check_data(suite.data, suite.num_images, args.skip_bad_images)
     for opt, path in (("--fid-weights", args.fid_weights), *(("--generator", g) for g in args.generator or [])):
         if path and not Path(path).expanduser().exists():
             raise UsageError(f"{opt} {path}: no such file")

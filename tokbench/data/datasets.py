@@ -309,11 +309,16 @@ SAMPLE_PARTS = {"sample:train": 0, "sample:heldout": 1}
 def open_dataset(spec: str | os.PathLike, resolution: int | None, *, num_images: int | None = None,
                  crop: str = "adm", skip_bad_images: bool = False) -> ImageDataset:
     """`"sample"` → the embedded sample set; `"sample:train"` / `"sample:heldout"` → its split by source photograph
-    (`SAMPLE_SPLIT`; `num_images` = the first N of that part); anything else → an image folder."""
+    (`SAMPLE_SPLIT`; `num_images` = the first N of that part); `"photos"` → every bundled photograph in many crops
+    (`tokbench.data.photos`); anything else → an image folder."""
     check_num_images(num_images)
     ds: ImageDataset
     if str(spec) == "sample":
         ds = SampleDataset(resolution, num_images=num_images, crop=crop)
+    elif str(spec) == "photos":  # every bundled photograph, many crops (tokbench/data/photos.py)
+        from .photos import PhotoDataset
+
+        ds = PhotoDataset(resolution, num_images=num_images, crop=crop)
     elif str(spec) in SAMPLE_PARTS:
         part = split_by_source(SampleDataset(resolution, crop=crop), SAMPLE_SPLIT["held_out_fraction"],
                                SAMPLE_SPLIT["seed"])[SAMPLE_PARTS[str(spec)]]

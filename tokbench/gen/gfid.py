@@ -85,11 +85,13 @@ def _reference(reference: Any) -> tuple[Any, dict]:
 def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extractor: Callable, *,
          settings: SamplingConfig | dict | None = None, num: int = 50_000, seed: int = 0, batch_size: int = 64,
          device: str | torch.device | None = None, save_dir: str | Path | None = None, progress: bool = True,
-         bf16: bool = True) -> tuple[float, dict]:
+         bf16: bool = True, extra_references: dict[str, Any] | None = None) -> tuple[float, dict]:
     """gFID of `generator` (a model or a checkpoint path) decoded by `tokenizer`, against `reference` (a
     `tokbench.fid` accumulator, (mu, sigma), or an .npz path), features from `extractor` (uint8 → float64 B x D with a
     `.protocol` dict). Returns (value, protocol). Under torch.distributed every rank samples its share and the
-    statistics are all-reduced. save_dir: also write every sample as PNG (never JPEG)."""
+    statistics are all-reduced. save_dir: also write every sample as PNG (never JPEG). extra_references: {name:
+    reference} — the same samples' FD against each is added to the protocol under `extra_references` (one sampling
+    pass for, e.g., gFID against the training and the held-out images)."""
     from ..fid import StatsAccumulator, frechet_distance
 
     if isinstance(generator, (str, Path)):
@@ -128,6 +130,10 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     if world > 1:
         acc.all_reduce()
     value = float(frechet_distance(acc, ref))
+    extra = {}
+    for key, other in (extra_references or {}).items():
+        o_ref, o_desc = _reference(other)
+        extra[key] = {"value": float(frechet_distance(acc, o_ref)), "reference": o_desc}
     protocol = {
         "metric": "gfid",
         "num_samples": num,
@@ -146,6 +152,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
         "extractor": dict(getattr(extractor, "protocol", {}) or {}),
         "reference": ref_desc,
     }
+    if extra:
+        protocol["extra_references"] = extra
     protocol["protocol_hash"] = hashlib.sha256(json.dumps(
         {k: v for k, v in protocol.items() if k != "generator"} | {"generator": protocol["generator"]["checkpoint"]},
         sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -13,7 +13,7 @@ from typing import Sequence
 from ..errors import UsageError
 from ..weight_files import destination, fetch_command, hub_reachable, local_file, offline_env
 
-SAMPLE_SPECS = ("sample", "sample:train", "sample:heldout")
+SAMPLE_SPECS = ("sample", "sample:train", "sample:heldout", "photos")  # embedded sets (tokbench.data)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 CHECK_DECODE = 256  # images fully decoded up front (catches a truncated or corrupt file before any model loads)
 
@@ -52,8 +52,11 @@ def expand_tokenizers(entries: Sequence[str]) -> list[str]:
     return out
 
 
-def check_data(spec: str, num_images: int | None) -> None:
-    """The data exists, holds images, and the first images decode; nothing is loaded into a model."""
+def check_data(spec: str, num_images: int | None, skip_bad_images: bool = False) -> None:
+    """The data exists, holds images, and the first images decode (unless bad images are to be skipped); nothing is
+    loaded into a model. Lists files as the data layer does (symlinked folders followed, unreadable entries named)."""
+    from ..data.datasets import list_images
+
     if num_images is not None and num_images < 1:
         raise UsageError(f"--num-images {num_images}: must be ≥ 1")
     s = str(spec)
@@ -66,10 +69,14 @@ def check_data(spec: str, num_images: int | None) -> None:
         raise UsageError(f"--data {s}: no such folder")
     if not root.is_dir():
         raise UsageError(f"--data {s}: not a folder (an image folder, or one of {', '.join(SAMPLE_SPECS)})")
-    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                   key=lambda p: p.relative_to(root).as_posix())
+    files, unreadable = list_images(root)
+    if unreadable and not skip_bad_images:
+        raise UsageError(f"--data {s}: {len(unreadable)} unreadable entr{'y' if len(unreadable) == 1 else 'ies'}, "
+                         f"e.g. {unreadable[0]['path']} ({unreadable[0]['reason']}); fix them or pass --skip-bad-images")
     if not files:
         raise UsageError(f"--data {s}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder or below")
+    if skip_bad_images:
+        return
     from PIL import Image
 
     for p in files[: min(num_images or CHECK_DECODE, CHECK_DECODE)]:

@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "delta": 100,  # candidate set size
         "start_epoch": 0,
         "end_epoch": 0,
-        "end_ratio": 0.5,  # level r reached at end_epoch and kept after it (upstream c ↔ 1 − c)
+        "end_ratio": 1.0,  # level r reached at end_epoch and kept after it (upstream c ↔ 1 − c); 1 = constant α, δ
     },
     "codebook": {  # remedy for codebook collapse
         "dead_after": 0,  # steps: a code unused by the clean assignment for this long is restarted (0 = off)
@@ -72,7 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "regvq": {  # Reg-VQ (re-implementation; see tokbench.train.regularizers)
         "prior_weight": 0.0,
         "mask_ratio": 0.0,  # the paper's 0.4 when enabled
-        "temperature": 1.0,  # logits −‖ẑ − ê‖²/τ
+        "temperature": 0.1,  # logits −‖ẑ − ê‖²/τ; 0.1: P(draw = argmax) ≈ 0.5 (benchmarks/train/regvq_temperature.py)
+        "gumbel_tau": 1.0,  # Gumbel-softmax relaxation temperature τ_g of the stochastic positions (taming's default)
+        "relaxation": "soft",  # soft (Σ y_n e_n forward) | straight_through (e_draw forward, Gumbel-softmax gradient)
         "pcl_weight": 0.0,
         "pcl_tau": 0.07,
         "pcl_features": "pixels",  # pixels | vgg19 (needs local torchvision VGG-19 weights)
@@ -128,6 +130,12 @@ def validate(cfg: dict) -> None:
         raise ValueError("perturb.alpha and perturb.beta must lie in [0, 1]")
     if p["delta"] < 1 or p["end_epoch"] < p["start_epoch"]:
         raise ValueError("perturb.delta must be >= 1 and perturb.end_epoch >= perturb.start_epoch")
+    if not 0 <= p["end_ratio"] <= 1:
+        raise ValueError("perturb.end_ratio must lie in [0, 1] (the level reached at perturb.end_epoch)")
+    if p["enabled"] and p["end_ratio"] != 1 and p["end_epoch"] == 0:
+        raise ValueError(f"perturb.end_ratio {p['end_ratio']:g} with perturb.end_epoch 0 would run α and δ at "
+                         f"{p['end_ratio']:g}× from step 0: set an annealing window (start_epoch < end_epoch) or "
+                         "end_ratio 1")
     c = cfg["codebook"]
     if c["dead_after"] < 0 or c["check_every"] < 1:
         raise ValueError("codebook.dead_after must be >= 0 and codebook.check_every >= 1")
@@ -135,6 +143,10 @@ def validate(cfg: dict) -> None:
         raise ValueError("regvq.mask_ratio must lie in [0, 1]")
     if r["pcl_weight"] > 0 and r["mask_ratio"] <= 0:
         raise ValueError("regvq.pcl_weight needs regvq.mask_ratio > 0 (PCL lives on the stochastic positions)")
+    if r["temperature"] <= 0 or r["gumbel_tau"] <= 0:
+        raise ValueError("regvq.temperature and regvq.gumbel_tau must be > 0")
+    if r["relaxation"] not in ("soft", "straight_through"):
+        raise ValueError("regvq.relaxation must be 'soft' or 'straight_through'")
     if r["pcl_features"] not in ("pixels", "vgg19"):
         raise ValueError("regvq.pcl_features must be 'pixels' or 'vgg19'")
     if t["batch_size"] < 1 or t["steps"] < 1:

@@ -2,23 +2,33 @@
 RobustTok perturbation schedule (§1.5). Reg-VQ has no official code: this is tokbench's re-implementation, and every
 open choice is a setting recorded in the training log.
 
-Adaptation to distance-based VQ: logits ℓ_tn = −‖ẑ_t − ê_n‖² / τ (ẑ, ê normalised for cosine codebooks).
+Adaptation to distance-based VQ: logits ℓ_tn = −‖ẑ_t − ê_n‖² / τ (ẑ, ê normalised for cosine codebooks). τ is the
+`temperature` setting, default 0.1, chosen by a measured criterion (the paper gives none): on the trained zoo
+conv-k256 (cosine, 8-d) a Gumbel-max draw equals the argmax with P = 0.54 at τ = 0.1 (mean rank 1.7 of 256), against
+P = 0.017 (median rank 62: a near-random code) at τ = 1; `benchmarks/train/regvq_temperature.py` measures it.
 
 Choices (defaults; all settable in the config's `regvq` section):
-- prior: KL(p̄ ‖ U) = log N − H(p̄), p̄ the batch mean (over all B·h·w tokens) of the straight-through one-hot of the
-  **clean** (argmax) assignment — hard one-hot forward, softmax(ℓ) gradient backward.
-- mask: Bernoulli(`mask_ratio`=0.4) per position; masked positions take the Gumbel-max draw argmax(ℓ + g), hard
-  straight-through (z + sg(e − z)) like the deterministic positions. Inference is deterministic.
+- mask: Bernoulli(`mask_ratio`=0.4) per position; masked positions are quantised stochastically as in Gumbel-VQ,
+  which the paper builds on: the draw is Gumbel-max, id = argmax(ℓ + g), and the vector is relaxed by the
+  Gumbel-softmax y = softmax((ℓ + g)/τ_g) (`gumbel_tau` τ_g = 1, taming's default): with `relaxation: soft` the
+  decoder sees Σ_n y_n ê_n (the relaxed sample; taming's training default), with `straight_through` it sees ê_id
+  with the gradient of Σ_n y_n ê_n. Either way gradients reach the encoder through ℓ and the codebook through ê —
+  not the hard z + sg(e − z) of the deterministic positions. Inference is deterministic (argmax).
+- prior: KL(p̄ ‖ U) = log N − H(p̄), p̄ the batch mean (over all B·h·w tokens) of the **actual** quantisation
+  results: the one-hot of the argmax at deterministic positions and of the Gumbel draw at masked ones (forward),
+  with the gradient of softmax(ℓ) and of the Gumbel-softmax y respectively (straight-through).
 - PCL: PatchNCE (τ_nce = 0.07) between features of the original (positives, stop-gradient) and of the reconstruction
   at the same location, negatives the reconstruction's other locations of the same image; positive weighted by
-  w′_i = w_i / Σ_image w, w_i = ‖e_sampled − e_argmax‖², computed only at positions with w_i > 0 (masked and the draw
-  differs from the argmax): deterministic positions have w = 0 and no term (instead of log 0). Weights are resized to
-  the feature grid by nearest neighbour (then renormalised).
+  w′_i = w_i / Σ_image w, w_i = ‖e_sampled − e_argmax‖²; **summed** over the locations i of an image as the paper
+  writes it (L_PCL = Σ_i ℓ_i), then averaged over the images of the batch. A location contributes only when
+  w_i > 0 (masked and the draw differs from the argmax): deterministic positions have w = 0 and log 0 is undefined.
+  Weights are resized to the feature grid by nearest neighbour (then renormalised).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +37,15 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------------------------------------------------------------
 # Prior distribution regularisation
 # ----------------------------------------------------------------------------------------------------------------------
-def straight_through_usage(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Batch-averaged straight-through assignment p̄ (N,): value = the usage histogram of `ids`, gradient through
-    softmax(logits)."""
+def straight_through_usage(logits: torch.Tensor, ids: torch.Tensor, relaxed: torch.Tensor | None = None,
+                           mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Batch-averaged straight-through assignment p̄ (N,): value = the usage histogram of `ids` (the actual
+    quantisation results), gradient through softmax(logits) — or, at positions where `mask` is set, through the
+    Gumbel-softmax sample `relaxed` (… x N) that produced the stochastic draw there."""
     n = logits.shape[-1]
     soft = logits.reshape(-1, n).float().softmax(-1)
+    if relaxed is not None and mask is not None:
+        soft = torch.where(mask.reshape(-1, 1), relaxed.reshape(-1, n).float(), soft)
     hard = F.one_hot(ids.reshape(-1), n).to(soft.dtype)
     return (hard + soft - soft.detach()).mean(0)
 
@@ -56,16 +70,37 @@ def gumbel_noise(shape, device, generator: torch.Generator | None = None) -> tor
     return -torch.log(-torch.log(u))
 
 
-def stochastic_mask_ids(logits: torch.Tensor, ids_clean: torch.Tensor, mask_ratio: float, *,
-                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mix argmax and Gumbel-max ids: (mixed ids, mask). Each position is masked with probability `mask_ratio`
-    (Bernoulli); draws: one `rand` for the mask, then Gumbel noise over all positions × codes."""
+class GumbelDraw(NamedTuple):
+    ids: torch.Tensor  # … : argmax at deterministic positions, Gumbel-max draw at masked ones
+    mask: torch.Tensor  # … bool: the stochastic positions
+    relaxed: torch.Tensor | None  # … x N: Gumbel-softmax softmax((ℓ + g)/τ_g) (None without masked positions)
+
+
+def gumbel_mask(logits: torch.Tensor, ids_clean: torch.Tensor, mask_ratio: float, gumbel_tau: float = 1.0, *,
+                generator: torch.Generator | None = None) -> GumbelDraw:
+    """Reg-VQ's stochastic mask. Each position is masked with probability `mask_ratio` (Bernoulli); masked positions
+    take the Gumbel-max draw argmax(ℓ + g); `relaxed` is the Gumbel-softmax softmax((ℓ + g)/τ_g) with the same
+    noise, differentiable in the logits. Draws: one `rand` for the mask, then Gumbel noise over positions × codes."""
     if mask_ratio <= 0:
-        return ids_clean, torch.zeros_like(ids_clean, dtype=torch.bool)
+        return GumbelDraw(ids_clean, torch.zeros_like(ids_clean, dtype=torch.bool), None)
     mask = torch.rand(ids_clean.shape, device=ids_clean.device, generator=generator) < mask_ratio
     g = gumbel_noise(logits.shape, logits.device, generator)
-    sampled = (logits.detach().float() + g).argmax(-1)
-    return torch.where(mask, sampled, ids_clean), mask
+    noisy = logits.float() + g
+    sampled = noisy.detach().argmax(-1)
+    return GumbelDraw(torch.where(mask, sampled, ids_clean), mask, (noisy / float(gumbel_tau)).softmax(-1))
+
+
+def relaxed_codes(draw: GumbelDraw, codes: torch.Tensor, relaxation: str = "soft") -> torch.Tensor:
+    """The lookup-space vectors of the stochastic draw (… x d): `soft` = Σ_n y_n ê_n (Gumbel-softmax relaxation),
+    `straight_through` = ê_id forward with the gradient of Σ_n y_n ê_n. Only meaningful at masked positions."""
+    if draw.relaxed is None:
+        raise ValueError("relaxed_codes needs a draw with masked positions (mask_ratio > 0)")
+    soft = draw.relaxed @ codes.to(draw.relaxed.dtype)
+    if relaxation == "soft":
+        return soft
+    if relaxation == "straight_through":
+        return F.embedding(draw.ids, codes).to(soft.dtype) + soft - soft.detach()
+    raise ValueError(f"unknown Gumbel relaxation {relaxation!r} (soft | straight_through)")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -83,7 +118,8 @@ def pcl_loss(feat_orig: torch.Tensor, feat_rec: torch.Tensor, weights: torch.Ten
     """Weighted PatchNCE. feat_*: B x C x H' x W'; weights: B x h x w normalised (`pcl_weights`).
 
     term_i = −log[ w′_i e^{s_ii/τ} / ( w′_i e^{s_ii/τ} + (1/L) Σ_{j≠i} e^{s_ij/τ} ) ], s_ij = ŷ_i·ẑ_j (unit vectors,
-    ŷ the original's features, stop-gradient), averaged over positions with w′_i > 0; 0 when there are none."""
+    ŷ the original's features, stop-gradient), summed over the positions of an image with w′_i > 0 (the paper's
+    Σ_i) and averaged over the images; 0 when there are none."""
     b, c, hh, ww = feat_rec.shape
     if weights.shape[-2:] != (hh, ww):
         w = F.interpolate(weights[:, None].float(), size=(hh, ww), mode="nearest")[:, 0]
@@ -103,7 +139,7 @@ def pcl_loss(feat_orig: torch.Tensor, feat_rec: torch.Tensor, weights: torch.Ten
         return feat_rec.sum() * 0.0
     a = wf.clamp_min(1e-30).log() + pos
     term = -(a - torch.logaddexp(a, neg))
-    return term[valid].mean()
+    return torch.where(valid, term, torch.zeros_like(term)).sum(1).mean()
 
 
 def patch_features(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -118,7 +154,9 @@ def patch_features(x: torch.Tensor, grid: int) -> torch.Tensor:
 # RobustTok annealing (without the upstream jump after `end`)
 # ----------------------------------------------------------------------------------------------------------------------
 def anneal_ratio(epoch: int, start: int, end: int, end_ratio: float) -> float:
-    """r(e): 1 before `start`, linear from 1 to `end_ratio` on [start, end], `end_ratio` after `end`.
+    """r(e): 1 before `start`, linear from 1 to `end_ratio` on [start, end], `end_ratio` after `end` (with
+    start = end a single step at `start`; the config refuses end_ratio < 1 with start = end = 0, which would run
+    α and δ at end_ratio× from step 0, and defaults to end_ratio 1: constant α, δ).
     Upstream's `end_ratio` c means "fall by c" (r = 1 − c at `end`) and then returns c after `end` (a jump unless
     c = 0.5); ours is the level reached and kept: upstream c corresponds to end_ratio = 1 − c."""
     if epoch < start:

@@ -3,10 +3,12 @@ Reg-VQ stochastic assignment, RobustTok latent perturbation, reconstruction / pe
 
 Order inside a generator step (the part the issue pins down):
   1. encoder → projected features z; ẑ = normalise(z) for cosine codebooks; clean ids = nearest codes;
-  2. VQ codebook + commitment losses on the **clean** ids; Reg-VQ prior KL on the clean straight-through assignment;
-  3. Reg-VQ stochastic mask: masked positions take a Gumbel-max draw;
+  2. VQ codebook + commitment losses on the **clean** ids;
+  3. Reg-VQ stochastic mask: masked positions take a Gumbel-max draw, relaxed by the Gumbel-softmax; Reg-VQ prior KL
+     on these actual results (argmax and draws);
   4. RobustTok latent perturbation of the first ⌊B·β⌋ images (α, δ annealed per epoch);
-  5. straight-through latent ẑ + sg(e_ids − ẑ) → decoder → L2/L1, perceptual, PCL, GAN.
+  5. straight-through latent ẑ + sg(e_ids − ẑ) (the Gumbel-softmax relaxation at Reg-VQ's stochastic positions that
+     the perturbation left alone) → decoder → L2/L1, perceptual, PCL, GAN.
 Random draws (mask, Gumbel, perturbation) come from a trainer generator re-seeded from (seed, rank, step) at every
 step, and the batch order is a function of (seed, step); so a resumed run is bit-identical to an uninterrupted one
 (on CPU; on GPU up to the non-determinism of its kernels).
@@ -180,21 +182,25 @@ class Trainer:
             l_cb, l_commit = q.vq_losses(zp, ids_clean)
             total = lc["codebook_weight"] * l_cb + lc["commit_beta"] * l_commit
             out.update(codebook=l_cb, commit=l_commit)
-            if rv["prior_weight"] > 0:
-                out["prior_kl"] = R.prior_kl(R.straight_through_usage(logits, ids_clean))
-                total = total + rv["prior_weight"] * out["prior_kl"]
             if lc["entropy_weight"] > 0:
                 soft = (logits * rv["temperature"] / lc["entropy_temperature"]).reshape(-1, codes.shape[0]).softmax(-1)
                 out["entropy_reg"] = R.entropy(soft).mean() - R.entropy(soft.mean(0))
                 total = total + lc["entropy_weight"] * out["entropy_reg"]
-            # (3) Reg-VQ stochastic mask
-            ids_mixed, mask = R.stochastic_mask_ids(logits, ids_clean, rv["mask_ratio"], generator=self.gen)
+            # (3) Reg-VQ stochastic mask (Gumbel draws) and the prior KL on the actual quantisation results
+            draw = R.gumbel_mask(logits, ids_clean, rv["mask_ratio"], rv["gumbel_tau"], generator=self.gen)
+            ids_mixed, mask = draw.ids, draw.mask
+            if rv["prior_weight"] > 0:
+                out["prior_kl"] = R.prior_kl(R.straight_through_usage(logits, ids_mixed, draw.relaxed, mask))
+                total = total + rv["prior_weight"] * out["prior_kl"]
             # (4) latent perturbation, after the VQ losses
             alpha, delta = self.perturbation_now(epoch)
             ids, redrawn = perturb_ids(z, codes, q.metric, ids_mixed, alpha=alpha, beta=cfg["perturb"]["beta"],
                                        delta=delta, generator=self.gen)
             e = F.embedding(ids, codes)
             q_st = zp + (e - zp).detach()  # straight-through to the encoder; no codebook gradient on this path
+            if draw.relaxed is not None:  # Reg-VQ positions that still hold their Gumbel draw: the relaxed sample
+                keep = (mask & ~redrawn)[..., None]
+                q_st = torch.where(keep, R.relaxed_codes(draw, codes, rv["relaxation"]), q_st)
         with self._autocast():
             rec = m.decode_codes(q_st)
         rec_loss = reconstruction_loss(x, rec, lc["rec"])

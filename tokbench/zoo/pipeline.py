@@ -1,6 +1,9 @@
-"""The zoo pipeline: for every tokenizer, train it → pre-tokenise the training split → train its generator →
-measure it on the held-out split (rFID, pFID over α, codebook statistics, PSNR/SSIM, through `tokbench.runner`) →
-gFID (through `tokbench.gen.gfid`); then the leaderboard, `tokbench correlate` and the README.
+"""The zoo pipeline: for every tokenizer, train it → pre-tokenise the training split → measure it on the held-out
+split (rFID, pFID over α, codebook statistics, PSNR/SSIM, through `tokbench.runner`) → for each generator recipe
+(`generators`, or the single `generator`): train it on the tokens → gFID (through `tokbench.gen.gfid`, one sampling
+pass against each `gfid.reference`); then the leaderboard, `tokbench correlate` (primary generator and reference)
+and, with several generators or references, `gfid_all.csv` and `correlation_by_generator*` (each generator on its
+own); the README.
 
 Resumable at two levels. A finished stage leaves a marker `<out>/state/<tokenizer>/<stage>.json` holding the hash of
 everything it depends on (its configuration and the markers of the stages before it); a stage whose marker matches is
@@ -23,7 +26,7 @@ from typing import Any, Callable
 import torch
 
 from ..io import write_json_atomic, write_text_atomic
-from .config import axes, stable_hash
+from .config import axes, generator_recipes, gfid_references, stable_hash
 
 log = logging.getLogger(__name__)
 STAGES = ("train", "pretokenize", "generator", "measure", "gfid")
@@ -138,12 +141,17 @@ def make_suite(cfg: dict):
         "usage_window": int(m["usage_window"])}, file=f"zoo:{cfg['name']}")
 
 
-def generator_label(cfg: dict) -> str:
-    g = cfg["generator"]
-    size = (g.get("model") or {}).get("size", "custom")
+def generator_label(cfg: dict, recipe: dict | None = None, name: str = "") -> str:
+    """A readable label of a generator recipe (default: the zoo's primary one)."""
+    g = recipe if recipe is not None else generator_recipes(cfg)[0][1]
+    m = g.get("model") or {}
+    size = m.get("size", "custom")
+    arch = str(m.get("arch", "gpt")).upper()
     tr = g.get("train") or {}
     budget = f"{tr['steps']} steps" if tr.get("steps") else f"{tr.get('epochs')} epochs"
-    return f"zoo AR-{size} ({budget}, batch {tr.get('batch_size')}, unconditional)"
+    head = f"zoo {name} " if name else "zoo "
+    kind = f"AR-{size}" if arch == "GPT" else f"{arch}-{size}"
+    return f"{head}{kind} ({budget}, batch {tr.get('batch_size')}, unconditional)"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -176,9 +184,9 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     ext_proto = dict(getattr(extractor, "protocol", {}) or {})
 
     records = []
+    refs = {"train": train_ref, "heldout": held_ref}
     for entry in cfg["tokenizers"]:
-        records.append(run_tokenizer(entry, cfg, opts, stages, train_ds, held_ds, suite, extractor, ext_proto,
-                                     held_ref, train_ref))
+        records.append(run_tokenizer(entry, cfg, opts, stages, train_ds, held_ds, suite, extractor, ext_proto, refs))
 
     from .report import finish
 
@@ -190,7 +198,7 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
 
 
 def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, train_ds, held_ds, suite, extractor,
-                  ext_proto: dict, held_ref, train_ref) -> dict:
+                  ext_proto: dict, refs: dict) -> dict:
     name, tc = entry["name"], entry["train_config"]
     hit = opts.interrupt if (opts.interrupt or {}).get("tokenizer") == name else None
     dev = opts.device
@@ -243,30 +251,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
                                                           "seconds": round(time.time() - t0, 2)})
     tokens_dir = Path(m_pre["tokens"])
 
-    # 3. generator -------------------------------------------------------------------------------------------------
-    k_gen = stable_hash({"pretokenize": k_pre, "generator": cfg["generator"]})
-    m_gen = stages.done(name, "generator", k_gen)
-    if m_gen is None:
-        from ..gen.train import RunConfig
-        from ..gen.train import train as train_generator
-
-        rc = RunConfig.from_dict(cfg["generator"], name="zoo-generator")
-        opts.log(f"[{name}] train generator ({generator_label(cfg)})")
-        d = stages.folder(name, "generator", k_gen)
-        t0 = time.time()
-        if hit and hit.get("stage") == "generator":
-            from ..gen.tokenset import TokenSet
-
-            total = rc.train.total_steps(len(TokenSet(tokens_dir)))
-            train_generator(tokens_dir, rc, d, device=dev, stop_at=max(1, total // 2), progress=opts.progress)
-            raise ZooInterrupted(f"{name}: interrupted during generator training at step {max(1, total // 2)}")
-        gpath = train_generator(tokens_dir, rc, d, device=dev, resume=True, progress=opts.progress)
-        from ..weights import sha256_file
-
-        m_gen = stages.mark(name, "generator", k_gen, {"generator": _rel(gpath), "sha256": sha256_file(gpath),
-                                                        "seconds": round(time.time() - t0, 2)})
-    gen_path = Path(m_gen["generator"])
-
     # 4. rFID, pFID, codebook statistics, PSNR/SSIM on the held-out split (the runner) -------------------------------
     k_meas = stable_hash({"train": k_train, "suite": suite.to_dict(), "heldout": held_ds.content_hash,
                           "extractor": ext_proto})
@@ -281,7 +265,7 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
         ro = RunOptions(out_dir=opts.out / "runs", device=dev, progress=opts.progress,
                         stop_after_chunks=1 if (hit and hit.get("stage") == "measure") else None)
         try:
-            res = evaluate(tok, name, suite, held_ds, extractor, held_ref[0], held_ref[1], ro)
+            res = evaluate(tok, name, suite, held_ds, extractor, refs["heldout"][0], refs["heldout"][1], ro)
         except Interrupted as e:
             raise ZooInterrupted(f"{name}: interrupted during measurement ({e})") from e
         if res.get("status") != "ok":  # pragma: no cover - evaluate raises instead
@@ -291,31 +275,103 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
         m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_file(opts.out / "runs", res)),
                                                         "seconds": round(time.time() - t0, 2)})
 
-    # 5. gFID --------------------------------------------------------------------------------------------------------
+    # 3 + 5. one generator per recipe, then its gFID against every reference ---------------------------------------
+    runs = []
+    for gname, recipe in generator_recipes(cfg):
+        m_gen, k_gen = generator_stage(name, gname, recipe, cfg, opts, stages, k_pre, tokens_dir, hit)
+        m_gfid = gfid_stage(name, gname, recipe, cfg, opts, stages, k_gen, Path(m_gen["generator"]), tok_path,
+                            extractor, ext_proto, refs)
+        runs.append((gname, recipe, m_gen, m_gfid))
+    gname, recipe, m_gen, m_gfid = runs[0]
+
+    # the gFID goes into the runner's result file (correlate and the leaderboard read it there): the primary
+    # generator against the primary reference as `gfid`, every generator × reference under `gfid_all`
+    rpath = Path(m_meas["result"])
+    result = json.loads(rpath.read_text())
+    result["gfid"] = gfid_entry(cfg, gname, recipe, m_gfid, m_gfid["reference"], m_gfid["value"])
+    if len(runs) > 1 or len(gfid_references(cfg)) > 1:
+        result["gfid_all"] = [gfid_entry(cfg, gn, rc, mg, ref, val) for gn, rc, _, mg in runs
+                              for ref, val in mg["by_reference"].items()]
+    write_json(rpath, result)
+    out = {"name": name, "note": entry.get("note", ""), "axes": axes(tc), "train": m_train, "pretokenize": m_pre,
+           "generator": m_gen, "measure": m_meas, "gfid": m_gfid, "result": result}
+    if len(runs) > 1:
+        out["generators"] = {gn or "default": {"generator": mg, "gfid": mf} for gn, _, mg, mf in runs}
+    return out
+
+
+def gfid_entry(cfg: dict, gname: str, recipe: dict, m_gfid: dict, reference: str, value: float) -> dict:
+    return {"value": value, "generator": generator_label(cfg, recipe, gname), "generator_name": gname or None,
+            "num_samples": m_gfid["num"], "reference": f"{reference} split ({m_gfid['reference_images'][reference]} "
+            "images)", "protocol": m_gfid["protocol"]}
+
+
+def _stage(base: str, gname: str) -> str:
+    """Stage names of a named generator get its name (`generator-rar`); the single unnamed one keeps the original
+    names, so that a zoo made before generator lists resumes."""
+    return f"{base}-{gname}" if gname else base
+
+
+def generator_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOptions, stages: Stages, k_pre: str,
+                    tokens_dir: Path, hit: dict | None) -> tuple[dict, str]:
+    dev = opts.device
+    stage = _stage("generator", gname)
+    k_gen = stable_hash({"pretokenize": k_pre, "generator": recipe})
+    m_gen = stages.done(name, stage, k_gen)
+    if m_gen is None:
+        from ..gen.train import RunConfig
+        from ..gen.train import train as train_generator
+
+        rc = RunConfig.from_dict(recipe, name="zoo-generator")
+        opts.log(f"[{name}] train generator ({generator_label(cfg, recipe, gname)})")
+        d = stages.folder(name, stage, k_gen)
+        t0 = time.time()
+        if hit and hit.get("stage") == "generator":
+            from ..gen.tokenset import TokenSet
+
+            total = rc.train.total_steps(len(TokenSet(tokens_dir)))
+            train_generator(tokens_dir, rc, d, device=dev, stop_at=max(1, total // 2), progress=opts.progress)
+            raise ZooInterrupted(f"{name}: interrupted during generator training at step {max(1, total // 2)}")
+        gpath = train_generator(tokens_dir, rc, d, device=dev, resume=True, progress=opts.progress)
+        from ..weights import sha256_file
+
+        m_gen = stages.mark(name, stage, k_gen, {"generator": _rel(gpath), "sha256": sha256_file(gpath),
+                                                  "seconds": round(time.time() - t0, 2)})
+    return m_gen, k_gen
+
+
+def gfid_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOptions, stages: Stages, k_gen: str,
+               gen_path: Path, tok_path: Path, extractor, ext_proto: dict, refs: dict) -> dict:
+    """gFID of one generator: one sampling pass, FD against every configured reference (the first is primary).
+    KID hook (issue 19): when tokbench.fid has KID, compute it here from the same samples' features against each
+    reference's features, record it next to `by_reference`, and lift the refusal of `gfid.kid` in zoo/config.py."""
     g = cfg["gfid"]
-    ref = train_ref if g["reference"] == "train" else held_ref
+    names = gfid_references(cfg)
+    ref = refs[names[0]]
     num = int(g["num"] or ref[0].n)
-    k_gfid = stable_hash({"generator": k_gen, "gfid": g, "num": num, "reference": ref[1].get("cache_key"),
-                          "extractor": ext_proto})
-    m_gfid = stages.done(name, "gfid", k_gfid)
+    g_key = {k: v for k, v in g.items() if not (k == "kid" and not v)}  # a zoo made before the KID flag resumes
+    k_gfid = stable_hash({"generator": k_gen, "gfid": g_key, "num": num, "reference": ref[1].get("cache_key"),
+                          "extractor": ext_proto, **({"also": [refs[n][1].get("cache_key") for n in names[1:]]}
+                                                     if len(names) > 1 else {})})
+    stage = _stage("gfid", gname)
+    m_gfid = stages.done(name, stage, k_gfid)
     if m_gfid is None:
         from ..gen import gfid, load_generator
         from ..registry import load_tokenizer
 
-        opts.log(f"[{name}] gFID: {num} samples against the {g['reference']} split ({ref[0].n} images)")
+        opts.log(f"[{name}] gFID{' (' + gname + ')' if gname else ''}: {num} samples against the "
+                 f"{' and '.join(names)} split(s)")
         t0 = time.time()
-        tok = load_tokenizer(str(tok_path), device=dev).eval()
-        model, _ = load_generator(gen_path, dev)
+        tok = load_tokenizer(str(tok_path), device=opts.device).eval()
+        model, _ = load_generator(gen_path, opts.device)
         value, proto = gfid(model, tok, ref, extractor, settings=g["sampling"], num=num, seed=int(g["seed"]),
-                            batch_size=int(g["batch_size"]), device=dev, progress=opts.progress)
-        m_gfid = stages.mark(name, "gfid", k_gfid, {"value": value, "num": num, "reference": g["reference"],
-                                                     "protocol": proto, "seconds": round(time.time() - t0, 2)})
-
-    # the gFID goes into the runner's result file (correlate and the leaderboard read it there) -----------------------
-    rpath = Path(m_meas["result"])
-    result = json.loads(rpath.read_text())
-    result["gfid"] = {"value": m_gfid["value"], "generator": generator_label(cfg), "num_samples": m_gfid["num"],
-                      "reference": f"{g['reference']} split ({ref[0].n} images)", "protocol": m_gfid["protocol"]}
-    write_json(rpath, result)
-    return {"name": name, "note": entry.get("note", ""), "axes": axes(tc), "train": m_train, "pretokenize": m_pre,
-            "generator": m_gen, "measure": m_meas, "gfid": m_gfid, "result": result}
+                            batch_size=int(g["batch_size"]), device=opts.device, progress=opts.progress,
+                            extra_references={n: refs[n] for n in names[1:]} or None)
+        by_ref = {names[0]: value, **{n: v["value"] for n, v in (proto.get("extra_references") or {}).items()}}
+        m_gfid = stages.mark(name, stage, k_gfid, {
+            "value": value, "num": num, "reference": names[0], "by_reference": by_ref,
+            "reference_images": {n: refs[n][0].n for n in names}, "protocol": proto,
+            "seconds": round(time.time() - t0, 2)})
+    m_gfid.setdefault("by_reference", {m_gfid["reference"]: m_gfid["value"]})  # markers made before the lists
+    m_gfid.setdefault("reference_images", {m_gfid["reference"]: refs[m_gfid["reference"]][0].n})
+    return m_gfid

@@ -51,6 +51,8 @@ def _without_seeds(cfg: dict) -> dict:
     for k in ("name", "seed", "description"):
         c.pop(k, None)
     c.get("generator", {}).get("train", {}).pop("seed", None)
+    for g in c.get("generators") or []:
+        g.get("train", {}).pop("seed", None)
     for t in c.get("tokenizers") or []:
         t.get("train_config", {}).pop("seed", None)
     return c

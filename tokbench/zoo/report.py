@@ -59,9 +59,14 @@ def write_config_files(cfg: dict, opts, data: dict) -> None:
                           f"# tokenizer {t['name']} of zoo {cfg['name']}: the `tokbench train-robust` config as run "
                           f"(data: the training split only, {data['train_images']} images)\n"
                           + yaml.safe_dump(_plain(t["train_config"]), sort_keys=False))
-    write_text_atomic(out / "configs" / "generator.yaml",
-                      f"# the generator recipe shared by every tokenizer of zoo {cfg['name']} (`tokbench train-gen`)\n"
-                      + yaml.safe_dump(_plain(dict(cfg["generator"], name="zoo-generator")), sort_keys=False))
+    from .config import generator_recipes
+
+    for gname, recipe in generator_recipes(cfg):
+        write_text_atomic(out / "configs" / (f"generator-{gname}.yaml" if gname else "generator.yaml"),
+                          f"# the generator recipe {gname + ' ' if gname else ''}shared by every tokenizer of zoo "
+                          f"{cfg['name']} (`tokbench train-gen`)\n"
+                          + yaml.safe_dump(_plain(dict(recipe, name=f"zoo-generator{'-' + gname if gname else ''}")),
+                                           sort_keys=False))
     g = _git()
     cmd = opts.command or "tokbench zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TOKBENCH_FID_WEIGHTS",
@@ -147,6 +152,62 @@ def run_correlate(cfg: dict, out: Path) -> tuple[int, str]:
     return rc, "tokbench correlate " + " ".join(shlex.quote(a) for a in argv)
 
 
+def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
+    """With several generators or gFID references: `gfid_all.csv`, one row per tokenizer × generator with the
+    runner's metrics, `gfid` (primary reference) and `gfid_<ref>` (each other reference), for
+    `tokbench correlate --by generator`. Returns (path or None, the gFID target columns)."""
+    recs = [t for t in summary["tokenizers"] if t["result"].get("gfid_all")]
+    if not recs:
+        return None, []
+    import pandas as pd
+
+    from ..report.inputs import NAME_COLUMN, rows_from_results
+
+    rows = []
+    targets: list[str] = []
+    for t in recs:
+        base = rows_from_results([t["measure"]["result"]])
+        if base.empty:
+            continue
+        primary_ref = t["gfid"]["reference"]
+        by_gen: dict[str, dict] = {}
+        for e in t["result"]["gfid_all"]:
+            ref = e["reference"].split(" ", 1)[0]
+            col = "gfid" if ref == primary_ref else f"gfid_{ref}"
+            if col not in targets:
+                targets.append(col)
+            row = by_gen.setdefault(e["generator"], dict(base.iloc[0].to_dict(), generator=e["generator"],
+                                                         gfid_samples=e["num_samples"]))
+            row[col] = e["value"]
+        rows += list(by_gen.values())
+    df = pd.DataFrame(rows)
+    df = df[[NAME_COLUMN, "generator"] + [c for c in df.columns if c not in (NAME_COLUMN, "generator")]]
+    path = out / "gfid_all.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path, targets
+
+
+def run_correlate_by_generator(cfg: dict, out: Path, table: Path, target: str) -> tuple[int, str]:
+    """`tokbench correlate` on `gfid_all.csv`, each generator on its own (as the paper reports it)."""
+    import argparse
+
+    from ..commands import correlate
+
+    c = cfg["correlate"]
+    name = "correlation_by_generator" + ("" if target == "gfid" else f"_{target.removeprefix('gfid_')}")
+    argv = ["--table", str(table), "--target", target, "--by", "generator", "--metrics", ",".join(c["metrics"]),
+            "--resamples", str(int(c["resamples"])), "--seed", str(int(c["seed"])), "--out", str(out),
+            "--name", name, "--no-plots", "--no-html"]
+    for comp in c.get("compare") or []:
+        argv += ["--compare", comp]
+    p = argparse.ArgumentParser(prog="tokbench correlate")
+    correlate.add_arguments(p)
+    rc = correlate.run(p.parse_args(argv))
+    return rc, "tokbench correlate " + " ".join(shlex.quote(a) for a in argv)
+
+
 def finish(cfg: dict, opts, summary: dict, seconds: float) -> dict:
     from ..runner import write_leaderboard
 
@@ -157,6 +218,12 @@ def finish(cfg: dict, opts, summary: dict, seconds: float) -> dict:
     rc, corr_cmd = run_correlate(cfg, out)
     corr = json.loads((out / "correlation.json").read_text()) if (out / "correlation.json").exists() else None
     summary["correlate"] = {"command": corr_cmd, "exit_code": rc}
+    table, targets = write_gfid_table(out, summary)
+    if table is not None:
+        summary["correlate_by_generator"] = []
+        for target in targets:
+            rc_g, cmd_g = run_correlate_by_generator(cfg, out, table, target)
+            summary["correlate_by_generator"].append({"target": target, "command": cmd_g, "exit_code": rc_g})
     summary["seconds_this_invocation"] = round(seconds, 1)
     summary["stage_seconds"] = {t["name"]: {s: t[s].get("seconds") for s in ("train", "pretokenize", "generator",
                                                                             "measure", "gfid")}
@@ -309,7 +376,6 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     random_inc = bool(ext.get("random_weights"))
     n_tok = len(rows)
     m = cfg["measure"]
-    g = cfg["gfid"]
     pf = m["pfid"]
     lines_corr, facts = correlation_lines(corr)
     feat_dim = ext.get("dim") or ext.get("feature") or "?"
@@ -341,14 +407,28 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     L.append(f"- **Tokenizers**: {n_tok}, each trained once with seed {cfg['seed']} (one training run per "
              "configuration: differences between two tokenizers include seed-to-seed noise that this zoo does not "
              "measure).")
-    L.append(f"- **Generators**: one per tokenizer, same recipe: {summary['generator']}.")
+    from .config import generator_recipes, gfid_references
+    from .pipeline import generator_label
+
+    recipes = generator_recipes(cfg)
+    if len(recipes) > 1:
+        L.append(f"- **Generators**: {len(recipes)} per tokenizer, one per recipe: "
+                 + "; ".join(generator_label(cfg, r, n) for n, r in recipes)
+                 + ". `gfid` in the tables is the first one's; `correlation_by_generator*.md` analyse each on its own "
+                 "(rows in `gfid_all.csv`).")
+    else:
+        L.append(f"- **Generators**: one per tokenizer, same recipe: {summary['generator']}.")
+    refs = gfid_references(cfg)
+    n_ref = first_gfid.get("reference_images") or {refs[0]: first_gfid.get("num", "?")}
     L.append(f"- **rFID / pFID**: {d['heldout_images']} held-out images against the same {d['heldout_images']} images. "
-             f"**gFID**: {first_gfid.get('num', '?')} samples against the {g['reference']} split "
-             f"({first_gfid.get('num', '?')} images), in a {feat_dim}-dimensional feature space. With so few "
+             f"**gFID**: {first_gfid.get('num', '?')} samples against the "
+             + " and the ".join(f"{r} split ({n_ref.get(r, '?')} images)" for r in refs)
+             + (" (the first is `gfid`, the others `gfid_<split>` in gfid_all.csv)" if len(refs) > 1 else "")
+             + f", in a {feat_dim}-dimensional feature space. With so few "
              "images every FID here carries a large small-sample bias (and a covariance estimated from fewer images "
              "than dimensions is rank-deficient): compare values only within this folder, never with published "
              "FIDs.")
-    if g["reference"] == "train":
+    if refs[0] == "train":
         L.append("- rFID/pFID (held-out reference) and gFID (training-split reference) use different reference "
                  "images, so their absolute values are not comparable with each other; only orderings across "
                  "tokenizers are compared.")
