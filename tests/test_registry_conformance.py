@@ -105,23 +105,16 @@ def test_preset_builds_on_meta_and_maps_its_official_layout(name):
 # ----------------------------------------------------------------------------------------------------------------------
 # The API contract, on each family's reduced fixture
 # ----------------------------------------------------------------------------------------------------------------------
-_LOADED: dict[str, tuple] = {}
-
-
-def _loaded(folder: str):
-    """(model, uint8 images, tokens of a feature-keeping encode), built once per fixture."""
-    if folder not in _LOADED:
-        torch.set_num_threads(1)
-        config, case, d = load_fixture(*folder.split("/"))
-        model = load_tokenizer(FIXTURE_FAMILY[folder], weights=d / "weights.safetensors", upstream_config=config)
-        images = case["images_uint8"]
-        model.keep_features = True
-        tokens = model.encode(images)
-        _LOADED[folder] = (model, images, tokens)
-    return _LOADED[folder]
-
-
-FOLDERS = sorted(FIXTURE_FAMILY)
+@pytest.fixture(scope="module", params=sorted(FIXTURE_FAMILY))
+def loaded(request):
+    """(model, uint8 images, tokens of a feature-keeping encode); module scope with params, so pytest groups the tests
+    by fixture and holds one model at a time."""
+    torch.set_num_threads(1)
+    config, case, d = load_fixture(*request.param.split("/"))
+    model = load_tokenizer(FIXTURE_FAMILY[request.param], weights=d / "weights.safetensors", upstream_config=config)
+    images = case["images_uint8"]
+    model.keep_features = True
+    return model, images, model.encode(images)
 
 
 def test_every_adapter_family_has_a_fixture():
@@ -130,9 +123,8 @@ def test_every_adapter_family_has_a_fixture():
     assert sorted(f for f in families if _is_adapter(f)) == sorted(FIXTURE_FAMILY.values())
 
 
-@pytest.mark.parametrize("folder", FOLDERS)
-def test_encode_gives_int64_ids_in_the_declared_layout(folder):
-    model, images, tokens = _loaded(folder)
+def test_encode_gives_int64_ids_in_the_declared_layout(loaded):
+    model, images, tokens = loaded
     assert isinstance(tokens, Tokens) and tokens.layout == model.layout
     assert len(tokens.ids) == len(model.layout.groups)
     for ids, group in zip(tokens.ids, model.layout.groups):
@@ -149,18 +141,16 @@ def test_encode_gives_int64_ids_in_the_declared_layout(folder):
     assert model.info.resolution == images.shape[-1]
 
 
-@pytest.mark.parametrize("folder", FOLDERS)
-def test_decode_gives_unit_range_float_images(folder):
-    model, images, tokens = _loaded(folder)
+def test_decode_gives_unit_range_float_images(loaded):
+    model, images, tokens = loaded
     out = model.decode(tokens)
     assert out.dtype == torch.float32 and tuple(out.shape) == tuple(images.shape)
     assert torch.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
     assert torch.isfinite(model.decode_raw(tokens)).all()
 
 
-@pytest.mark.parametrize("folder", FOLDERS)
-def test_token_spaces_are_consistent(folder):
-    model, _, _ = _loaded(folder)
+def test_token_spaces_are_consistent(loaded):
+    model, _, _ = loaded
     spaces = model.token_spaces
     assert spaces
     if len(spaces) == 1:
@@ -182,10 +172,9 @@ def test_token_spaces_are_consistent(folder):
             pytest.fail(f"{type(s).__name__}: unknown token space kind")
 
 
-@pytest.mark.parametrize("folder", FOLDERS)
-def test_last_features_give_the_ids(folder):
+def test_last_features_give_the_ids(loaded):
     """B x group.shape x D per group, in the space the ids were chosen in (so the space's own rule gives the ids)."""
-    model, images, tokens = _loaded(folder)
+    model, images, tokens = loaded
     feats = model.last_features
     assert feats is not None and len(feats) == len(model.layout.groups)
     for f, ids, group in zip(feats, tokens.ids, model.layout.groups):
@@ -209,9 +198,8 @@ def test_last_features_give_the_ids(folder):
     model.keep_features = True
 
 
-@pytest.mark.parametrize("folder", FOLDERS)
-def test_check_tokens_refuses_ids_it_cannot_decode(folder):
-    model, _, tokens = _loaded(folder)
+def test_check_tokens_refuses_ids_it_cannot_decode(loaded):
+    model, _, tokens = loaded
     for k, group in enumerate(model.layout.groups):
         ids = tokens.ids[k].clone()
         j = len(group.spaces) - 1  # the last sub-codebook (or the only space)
@@ -227,8 +215,7 @@ def test_check_tokens_refuses_ids_it_cannot_decode(folder):
         model.check_tokens(Tokens([tokens.ids[0].reshape(tokens.batch_size, -1)[:, :1]], other))
 
 
-@pytest.mark.parametrize("folder", FOLDERS)
-def test_encode_refuses_non_uint8_images(folder):
-    model, images, _ = _loaded(folder)
+def test_encode_refuses_non_uint8_images(loaded):
+    model, images, _ = loaded
     with pytest.raises(TypeError, match="uint8"):
         model.encode(images[:1].float())
