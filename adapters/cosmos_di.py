@@ -4,7 +4,7 @@ The official weights exist only as TorchScript (`encoder.jit`, `decoder.jit` in 
 - **jit** (default when the weights are a folder with the .jit files): run the files themselves. Each runs in the
   dtype of its own parameters (the official ones are most likely bf16 graphs); we never `.to(dtype)` them, because
   the dtype is baked into the traced graph. The TensorExpr fuser is disabled around each call, as upstream does.
-- **torch**: our rebuild `tokbench.nn.cosmos.DiscreteImageNet` (official key names), float32. It loads any of: the
+- **torch**: our rebuild `_nn.cosmos.DiscreteImageNet` (official key names), float32. It loads any of: the
   JIT files' state dicts (minus upstream's non-persistent buffers), a plain state dict (the fixture's
   `weights.safetensors`). `upstream_config["runtime"] = "torch"` forces it even when .jit files are given.
 In both cases the .jit state dict is loaded strictly into the rebuild, so the key layout is always checked.
@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from tokbench.api import FSQSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens, TokenSpace
-from tokbench.nn.cosmos import DiscreteImageNet
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import WeightsNotFoundError, read_checkpoint, unwrap_state_dict
+from tokbench_adapters._nn.cosmos import DiscreteImageNet
 
 PAPER = "NVIDIA, Cosmos World Foundation Model Platform for Physical AI, arXiv:2501.03575 (Cosmos Tokenizer)"
 CODE_LICENSE = "Apache-2.0"

@@ -15,9 +15,9 @@ from typing import Any, Mapping
 import torch
 
 from tokbench.api import TokenizerInfo
-from tokbench.nn.maskgit_conv import MaskGITConvConfig
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import unwrap_state_dict
+from tokbench_adapters._nn.maskgit_conv import MaskGITConvConfig
 from tokbench_adapters.maskgit_vq import MaskGITVQTokenizer, strip_module_prefix
 
 FAMILY = "mage"

@@ -1,6 +1,6 @@
 """MaskBit (LFQ bit tokens) and VQGAN+ (lookup VQ): the two tokenizer kinds of `markweberdev/maskbit`.
 
-Both are upstream's `ConvVQModel` (encoder/decoder in `tokbench.nn.maskbit_conv`); only the quantiser differs:
+Both are upstream's `ConvVQModel` (encoder/decoder in `_nn.maskbit_conv`); only the quantiser differs:
 - `maskbit`: lookup-free quantisation, bit_c = z_c > 0, id = Σ_c bit_c·2^c (channel 0 LSB), code values ±1;
 - `vqgan_plus`: a learned codebook, L2 argmin without normalisation.
 Input is [0,1] (uint8/255 in float32, as torchvision's ToTensor); the decoder output is unclamped. Official files
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from tokbench.api import BinarySpace, CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens, TokenSpace
-from tokbench.nn.maskbit_conv import ConvDecoder, ConvEncoder
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import CheckpointMismatchError, WeightsNotFoundError, read_checkpoint, unwrap_state_dict
+from tokbench_adapters._nn.maskbit_conv import ConvDecoder, ConvEncoder
 
 PAPER = "Weber et al., MaskBit: Embedding-free Image Generation via Bit Tokens, TMLR 2024 (arXiv:2409.16211)"
 CODE_LICENSE = "Apache-2.0"

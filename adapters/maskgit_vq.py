@@ -2,7 +2,7 @@
 
 Family `maskgit_vq`, preset `maskgit-vq`. Input range [0, 1] (`ToTensor()` without Normalize), 16x16 ids into a
 1024 x 256 codebook by plain L2 argmin, no quant_conv. The official file is a flat state dict with exactly our key
-names (`encoder.*`, `decoder.*`, `quantize.embedding.weight`). The network lives in `tokbench.nn.maskgit_conv`; MAGE
+names (`encoder.*`, `decoder.*`, `quantize.embedding.weight`). The network lives in `_nn.maskgit_conv`; MAGE
 (`tokbench_adapters.mage`) reuses `MaskGITVQTokenizer` with its own key renames.
 """
 
@@ -13,9 +13,9 @@ from typing import Any, Mapping
 import torch
 
 from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, TokenLayout, Tokens
-from tokbench.nn.maskgit_conv import Codebook, MaskGITConvConfig, MaskGITDecoder, MaskGITEncoder, l2_nearest
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import CheckpointMismatchError, unwrap_state_dict
+from tokbench_adapters._nn.maskgit_conv import Codebook, MaskGITConvConfig, MaskGITDecoder, MaskGITEncoder, l2_nearest
 
 FAMILY = "maskgit_vq"
 BENCH_PRESETS = ["maskgit-vq"]

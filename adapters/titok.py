@@ -3,7 +3,7 @@
 Two families share this module:
 - `titok` (L-32, B-64, S-128; `is_legacy`, two-stage): 4096 x 12 codebook, both codes and queries l2-normalised
   (cosine). The ViT decoder predicts logits over the 1024 MaskGIT-VQ codes; their softmax mixes the MaskGIT codebook
-  (`pixel_quantize`), and the MaskGIT conv decoder (`pixel_decoder`, `tokbench.nn.maskgit_conv`) makes the pixels.
+  (`pixel_quantize`), and the MaskGIT conv decoder (`pixel_decoder`, `_nn.maskgit_conv`) makes the pixels.
 - `titok_vq8k` (BL-64, BL-128, SL-256; single-stage): 8192 x 64 raw codebook (L2), a ViT decoder that predicts
   16x16x3 pixel patches directly, then a 3x3 conv.
 
@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, TokenLayout, Tokens
-from tokbench.nn.maskgit_conv import Codebook, MaskGITConvConfig, MaskGITDecoder, l2_nearest
 from tokbench.nn.vit_blocks import transformer
-from tokbench_adapters.maskgit_vq import check_resolution
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import CheckpointMismatchError, parse_hf_spec, read_checkpoint, unwrap_state_dict, weights_dir
+from tokbench_adapters._nn.maskgit_conv import Codebook, MaskGITConvConfig, MaskGITDecoder, l2_nearest
+from tokbench_adapters.maskgit_vq import check_resolution
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ B × h × w × n_sub: `ours = upstream.view(B, n_sub, h, w).permute(0, 2, 3, 1)`
 
 Only the image path is built (encoder, quant_proj, quantizer codebooks, post_quant_proj, decoder); the open_clip text
 tower, fc_norm, projection, logit_scale and the `vocab_usage` training statistics are dropped by the checkpoint
-filter. The ViTamin network is our own plain-torch build (`tokbench.nn.vitamin`), so it needs neither timm==1.0.8
+filter. The ViTamin network is our own plain-torch build (`_nn.vitamin`), so it needs neither timm==1.0.8
 nor any download at construction.
 """
 
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, TokenLayout, Tokens
-from tokbench.nn.vitamin import VITAMIN_CONFIGS, AttnProjection, ViTaminDecoder, ViTaminEncoder
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import CheckpointMismatchError, flatten_tensors
+from tokbench_adapters._nn.vitamin import VITAMIN_CONFIGS, AttnProjection, ViTaminDecoder, ViTaminEncoder
 
 FAMILY = "unitok"
 PAPER = "UniTok: A Unified Tokenizer for Visual Generation and Understanding (Ma et al., NeurIPS 2025, arXiv:2502.20321)"

@@ -2,7 +2,7 @@
 
 Tokens are one id map per scale (1×1, 2×2, … 16×16 = 680 ids at 256 px), all from one shared 4096×32 L2 codebook.
 The conv encoder/decoder follow the VAR `basic_vae` structure (fused-qkv attention, so not the taming blocks); the
-quantiser is `tokbench.nn.multiscale_vq`. Key names are upstream's so that the official plain state dict loads after
+quantiser is `_nn.multiscale_vq`. Key names are upstream's so that the official plain state dict loads after
 dropping the training statistics buffer `quantize.ema_vocab_hit_SV`.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, Tokens
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import unwrap_state_dict
-from tokbench.nn.multiscale_vq import MultiScaleResidualVQ, multiscale_layout
+from tokbench_adapters._nn.multiscale_vq import MultiScaleResidualVQ, multiscale_layout
 
 FAMILY = "var"
 PAPER = "Tian et al., Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale Prediction, NeurIPS 2024 (arXiv 2404.02905)"

@@ -1,10 +1,10 @@
 """XQ-GAN / RobustTok (single cosine codebook) and ImageFolder (product × multi-scale) ViT tokenizers.
 
-Two families share the ViT encoder/decoder with latent tokens (`tokbench.nn.vit_tokenizer`):
+Two families share the ViT encoder/decoder with latent tokens (`_nn.vit_tokenizer`):
 - `xqgan`: 16×16 latent tokens → 1×1 quant_conv → one L2-normalised codebook (cosine assignment, looked-up codes
   re-normalised) → 1×1 post_quant_conv → decoder. Presets XQGAN-4096/8192, RobustTok(-zero), RobusTok main/post.
 - `imagefolder`: 2 product branches of 11×11 latent tokens, each quantised by a VAR-style multi-scale residual VQ
-  (`tokbench.nn.multiscale_vq`, cosine selection, raw rows looked up), concatenated on channels for the decoder.
+  (`_nn.multiscale_vq`, cosine selection, raw rows looked up), concatenated on channels for the decoder.
   Ids are 20 groups, branch-major then scale (k = branch·10 + scale), group spaces=(branch,).
 
 The upstream code (lxa9867/ImageFolder, Xudangliatiger/RobusTok) is under a non-commercial licence: this is an
@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokbench.api import CodebookSpace, Tokenizer, TokenizerInfo, TokenLayout, Tokens
-from tokbench.nn.multiscale_vq import MultiScaleResidualVQ, multiscale_layout
-from tokbench.nn.vit_tokenizer import LatentViTDecoder, LatentViTEncoder, vit_size
 from tokbench.registry import Family, Preset, register_family, register_preset
 from tokbench.weights import unwrap_state_dict
+from tokbench_adapters._nn.multiscale_vq import MultiScaleResidualVQ, multiscale_layout
+from tokbench_adapters._nn.vit_tokenizer import LatentViTDecoder, LatentViTEncoder, vit_size
 
 # The code is Adobe Research License (lxa9867/ImageFolder; the RobusTok repo has no licence file and derives from it);
 # tokbench's adapter is an independent re-implementation. The Hugging Face files state no licence of their own.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tokbench.api import CodebookSpace, Tokens
-from tokbench.nn.multiscale_vq import phi_index_table
+from tokbench_adapters._nn.multiscale_vq import phi_index_table
 from tokbench.registry import get_family, get_preset, load_tokenizer
 from tokbench.testing import layout_report, load_fixture, manifest, meta_state_dict
 from tokbench.weights import WeightsNotFoundError
