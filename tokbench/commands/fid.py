@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                          indent=1, default=str))
     else:
         flag = "  (RANDOM-WEIGHT Inception: not comparable with real FIDs)" if extractor.protocol["random_weights"] else ""
-        line = f"FID {fd['value']:.9g}"
+        line = f"{fd['value']:.9g}"  # FID first: scripts read the first field
         if kid is not None:
             line += f"  KID {kid['kid']:.6g} ± {kid['kid_std']:.2g} (subsets {kid['protocol']['subsets']}×" \
                     f"{kid['protocol']['subset_size']})"

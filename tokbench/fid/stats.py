@@ -281,7 +281,7 @@ def frechet_details(a, b, method: str = DEFAULT_METHOD, eps: float = 1e-6) -> di
         return dict(out, value=0.0, method="identical statistics (0 exactly)")
     used = method
     if method == "auto":
-        used = "small-n" if (sa.X is not None or sb.X is not None) else "eigh"
+        used = "small-n" if any(x.X is not None and x.n <= d for x in (sa, sb)) else "eigh"
     if used == "small-n":
         if sa.X is None and sb.X is None:
             raise ValueError("the small-n Fréchet form needs the features of at least one side (n ≤ d, kept rows)")

@@ -63,7 +63,7 @@ def build(results: Sequence[dict]) -> dict:
     ref_hash = next(r["protocol"]["hash"] for r in sorted(ok, key=lambda r: r["tokenizer"]["name"])
                     if counts[r["protocol"]["hash"]] == top)
     ref = next(r for r in ok if r["protocol"]["hash"] == ref_hash)
-    rows, refused, pfid_cols = [], [], []
+    rows, refused, pfid_cols, kid_cols = [], [], [], []
     for r in ok:
         if r["protocol"]["hash"] != ref_hash:
             refused.append({"tokenizer": r["tokenizer"]["name"],
@@ -73,13 +73,18 @@ def build(results: Sequence[dict]) -> dict:
         cb = m.get("codebook") or {}
         row = {"tokenizer": r["tokenizer"]["name"], "family": info.get("family"),
                "tokens": info.get("tokens_per_image"), "vocab": info.get("vocab_size"),
-               "quantizer": info.get("quantizer"), "rFID": m.get("rfid")}
+               "quantizer": info.get("quantizer"), "rFID": m.get("rfid"), "rKID": m.get("rkid")}
         for p in m.get("pfid") or []:
             k = _pfid_key(p)
             if k not in pfid_cols:
                 pfid_cols.append(k)
             row[k] = p["mean"]
             row[k + " std"] = p["std"] if len(p["values"]) > 1 else None
+            if p.get("kid_mean") is not None:
+                kk = k.replace("pFID", "pKID", 1)
+                if kk not in kid_cols:
+                    kid_cols.append(kk)
+                row[kk] = p["kid_mean"]
         row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
                     "entropy_norm": cb.get("entropy_norm"), "usage/256img": cb.get("usage_per_window"),
                     "PSNR": m.get("psnr"), "SSIM": m.get("ssim"),
@@ -96,7 +101,8 @@ def build(results: Sequence[dict]) -> dict:
                 r["tokenizer"]["name"])
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
-    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols +
+    rkid = ["rKID"] if any(r.get("rKID") is not None for r in rows) else []
+    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + rkid + pfid_cols + kid_cols +
                ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
                 "weights_sha256"])
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
@@ -145,7 +151,7 @@ def _fmt(v, col: str) -> str:
     if isinstance(v, float):
         if col in ("usage", "usage/256img"):
             return f"{100 * v:.1f}%"
-        if col in ("SSIM", "entropy_norm"):
+        if col in ("SSIM", "entropy_norm") or "KID" in col:
             return f"{v:.4f}"
         if col == "perplexity":
             return f"{v:.1f}"
@@ -169,12 +175,16 @@ def protocol_lines(proto: dict) -> list[str]:
         f"{proto.get('num_images')} images, {proto['resolution']} px, crop `{proto['crop']}`, content hash "
         f"`{str(d.get('content_hash', ''))[:16]}`",
         f"- FID: {ex.get('extractor')} ({ex.get('implementation', '')}), {ex.get('feature', '2048')}-d features, "
-        f"weights `{ex.get('weights')}` "
+        f"weights `{ex.get('weights')}` ({ex.get('weights_source') or 'source not recorded'}) "
         f"sha256 `{str(ex.get('weights_sha256', ''))[:16]}`" + (" — **RANDOM WEIGHTS: not comparable with published "
                                                                 "FIDs**" if ex.get("random_weights") else ""),
         f"- reference: the same {proto.get('num_images')} clean images (cache key `{str(fid['reference'].get('cache_key'))[:16]}`);"
         f" sqrt: {fid['sqrt']}; uint8: {proto['uint8']}",
     ]
+    if proto.get("kid"):
+        k = proto["kid"]
+        lines.append(f"- KID: {k['estimator']}, kernel {k['kernel']}, {k['subsets']} subsets of "
+                     f"{k['subset_size']} (seed {k['seed']}); unbiased at small N, where FID is not")
     if proto.get("pfid"):
         s = "; ".join(f"α={x['alpha']:g}, δ={x['delta']:g}, β={x['beta']:g}, {x['mode']} rule, seeds {x['seeds']}"
                       for x in proto["pfid"]["settings"])
