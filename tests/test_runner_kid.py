@@ -81,6 +81,7 @@ def test_runner_reports_kid_beside_fid(tmp_path):
     assert "rKID" in board["columns"] and any(c.startswith("pKID") for c in board["columns"])
     md = to_markdown(board)
     assert "- KID: unbiased" in md and "(test)" in md  # the weights source is named
+    assert "small sample" not in md  # N = 30 > d = 12
 
 
 def test_zoo_report_has_kid_columns():

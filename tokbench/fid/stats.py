@@ -277,7 +277,7 @@ def frechet_details(a, b, method: str = DEFAULT_METHOD, eps: float = 1e-6) -> di
     small = any(s.n is not None and s.n < d for s in (sa, sb))
     out = {"n1": sa.n, "n2": sb.n, "dim": d, "small_sample": small}
     if small:
-        log.info("FID with N=%s/%s, d=%d: %s", sa.n, sb.n, d, SMALL_SAMPLE_NOTE)
+        log.debug("FID with N=%s/%s, d=%d: %s", sa.n, sb.n, d, SMALL_SAMPLE_NOTE)  # recorded: `small_sample`
     if _identical(a, b):
         return dict(out, value=0.0, method="identical statistics (0 exactly)")
     used = method

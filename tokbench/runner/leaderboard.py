@@ -108,6 +108,8 @@ def build(results: Sequence[dict]) -> dict:
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
             "gfid_protocols": list(gfid_protocols.values()),
+            "small_sample": [r["tokenizer"]["name"] for r in ok if r["protocol"]["hash"] == ref_hash
+                             and (r["metrics"].get("frechet") or {}).get("small_sample")],
             "failed": failed, "refused": refused, "versions": ref["run"].get("versions")}
 
 
@@ -201,7 +203,10 @@ def to_markdown(board: dict) -> str:
     if board["protocol"] is None:
         out.append("No successful results.")
     else:
-        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + gfid_lines(board) + [""]
+        from ..fid import SMALL_SAMPLE_NOTE
+
+        note = [f"- **small sample**: {SMALL_SAMPLE_NOTE}"] if board.get("small_sample") else []
+        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + note + gfid_lines(board) + [""]
         cols = board["columns"]
         out.append("| " + " | ".join(cols) + " |")
         out.append("|" + "|".join("---" for _ in cols) + "|")
