@@ -197,8 +197,12 @@ def main() -> None:
     extractor = get_extractor(device=args.device)
     work = Path(tempfile.mkdtemp(prefix="tokbench-perf-"))
     try:
-        if {"a", "b"} <= skip:  # memory only
-            return _memory(args, n)
+        if {"a", "b"} <= skip:  # memory and/or the Fréchet timing only
+            if "c" not in skip:
+                _memory(args, n)
+            if "d" not in skip:
+                _frechet_timing(args, n)
+            return
         if args.warmup:  # caches, neighbour tables, allocator (the reference statistics are always cached first)
             tokbench_run(args, tok, extractor, n, work)
         res, t_tb, ds, _ = tokbench_run(args, tok, extractor, n, work)
