@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tokbench.data import open_dataset
-from tokbench.fid import StatsAccumulator, compute_stats, frechet_details, get_extractor, kernel_inception_distance
+from tokbench.fid import compute_stats, frechet_details, get_extractor, kernel_inception_distance
 from tokbench.fid import fid_helper
 from tokbench.weights import sha256_file
 

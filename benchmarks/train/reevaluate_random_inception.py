@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 import tokbench
-from tokbench.train import Trainer, load_config
-from tokbench.train.config import _merge, validate
+from tokbench.train import Trainer
+from tokbench.train.config import validate
 from tokbench.train.data import open_training_data
 from tokbench.train.evaluate import FidContext, HeldoutImages, runner_metrics
 

@@ -105,14 +105,9 @@ def random_inception_weights(seed: int = RANDOM_INCEPTION_SEED) -> Path:
     return path
 
 
-def resolve_inception_weights(weights: str | os.PathLike | None = None, *, allow_random: bool = True,
-                              allow_download: bool = True) -> tuple[Path, bool]:
-    """(path, is_random); see `resolve_inception`."""
-    r = resolve_inception(weights, allow_random=allow_random, allow_download=allow_download)
-    return r.path, r.random
-
-
 class ResolvedWeights:
+    """Where the Inception weights came from: the file, a readable source label, the random flag, provenance."""
+
     def __init__(self, path: Path, source: str, random: bool = False, provenance: dict | None = None):
         self.path, self.source, self.random, self.provenance = Path(path), source, random, provenance or {}
 
