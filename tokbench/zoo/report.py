@@ -98,16 +98,24 @@ def zoo_rows(summary: dict) -> tuple[list[str], list[dict]]:
         cb = m.get("codebook") or {}
         row = {"tokenizer": t["name"], **t["axes"], "tokens": r["tokenizer"]["info"].get("tokens_per_image"),
                "params": t["train"].get("params"), "rFID": m.get("rfid")}
+        if m.get("rkid") is not None:
+            row["rKID"] = m["rkid"]
         for p in m.get("pfid") or []:
             k = f"pFID α={p['alpha']:g}"
             if k not in pf_cols:
                 pf_cols.append(k)
             row[k] = p["mean"]
+            if p.get("kid_mean") is not None:  # KID beside FID when the suite measured it
+                kk = f"pKID α={p['alpha']:g}"
+                if kk not in pf_cols:
+                    pf_cols.append(kk)
+                row[kk] = p["kid_mean"]
         row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"), "PSNR": m.get("psnr"),
                     "SSIM": m.get("ssim"), "gFID": (r.get("gfid") or {}).get("value")})
         rows.append(row)
+    kid = ["rKID"] if any("rKID" in r for r in rows) else []
     cols = ["tokenizer", "arch", "codebook", "lookup_dim", "latent_perturbation", "regvq", "tokens", "params", "rFID",
-            *pf_cols, "usage", "perplexity", "PSNR", "SSIM", "gFID"]
+            *kid, *pf_cols, "usage", "perplexity", "PSNR", "SSIM", "gFID"]
     return cols, rows
 
 
@@ -117,7 +125,7 @@ def _fmt(v: Any, col: str = "") -> str:
     if isinstance(v, float):
         if col == "usage":
             return f"{100 * v:.1f}%"
-        if col == "SSIM":
+        if col == "SSIM" or "KID" in col:  # KIDs are small numbers (×10⁻³ is typical)
             return f"{v:.4f}"
         return f"{v:.2f}"
     return str(v)
@@ -437,11 +445,12 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     if random_inc:
         L.append("- **Feature extractor**: NO Inception weights were available offline, so every FID here uses a "
                  "deterministic *random-weight* Inception (flagged `random_weights: true` in each result's protocol). "
-                 "Such features measure low-level image statistics, not the semantics real FIDs measure. Re-run with "
-                 "`--fid-weights` (pt_inception-2015-12-05) for real FIDs.")
+                 "Such features measure low-level image statistics, not the semantics real FIDs measure. Run "
+                 "`tokbench fetch-fid-weights` once (or pass `--fid-weights`) and re-run for real FIDs.")
     else:
-        L.append(f"- **Feature extractor**: {ext.get('extractor', ext.get('name', '?'))} "
-                 f"({'weights sha256 ' + str(ext.get('weights_sha256'))[:16] if ext.get('weights_sha256') else 'see protocol'}).")
+        L.append(f"- **Feature extractor**: {ext.get('extractor', ext.get('name', '?'))}, weights: "
+                 f"{ext.get('weights_source') or ext.get('weights') or '?'} "
+                 f"({'sha256 ' + str(ext.get('weights_sha256'))[:16] if ext.get('weights_sha256') else 'see protocol'}).")
     L.append(f"- **pFID**: α ∈ {{{', '.join(f'{a:g}' for a in pf['alpha'])}}}, δ = {pf['delta']} "
              f"({'fraction of each vocabulary' if all(0 < float(x) < 1 for x in pf['delta']) else 'codes'}), "
              f"β = {pf['beta']}, neighbour rule `{pf['mode']}`, seeds {pf['seeds']}.")
