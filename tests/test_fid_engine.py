@@ -24,7 +24,7 @@ from tokbench.fid import (
     save_stats,
 )
 from tokbench.fid import fid_helper
-from tokbench.fid._atomic import atomic_path
+from tokbench.io import atomic_path
 from tokbench.fid.extractors import random_inception_weights
 
 
@@ -316,3 +316,10 @@ def test_atomic_writes_do_not_collide(tmp_path):
         t.join()
     assert target.read_bytes() in (b"\1" * 1000, b"\2" * 1000)
     assert [p.name for p in tmp_path.iterdir()] == ["entry.bin"]
+
+
+def test_fid_command_offers_every_frechet_method():
+    from tokbench.commands.fid import FRECHET_CHOICES
+    from tokbench.fid import DEFAULT_METHOD, FRECHET_METHODS
+
+    assert set(FRECHET_CHOICES) == set(FRECHET_METHODS) and DEFAULT_METHOD == "auto"

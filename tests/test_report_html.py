@@ -86,10 +86,14 @@ def test_results_page_in_headless_chromium(plain_run, tmp_path):
     i_board, i_curves = text.index('id="protocol-banner"'), text.index("pFID versus α and ranks")
     assert i_board < text.index('id="leaderboard"') < i_curves < text.index("Failure galleries")
     assert '<details id="diagnostics">' in text
-    # the FID network's weights in bold, flagged as random (the protocol's random_weights)
+    # the FID network's weights in bold; flagged when random (the protocol's random_weights), else named
     board = json.loads((cwd / "tokbench-results" / "leaderboard.json").read_text())
-    assert board["protocol"]["fid"]["extractor"]["random_weights"] is True
-    assert re.search(r'<p class="weights random">FID network: <b>RANDOM-WEIGHT Inception', text)
+    ex = board["protocol"]["fid"]["extractor"]
+    if ex["random_weights"]:
+        assert re.search(r'<p class="weights random">FID network: <b>RANDOM-WEIGHT Inception', text)
+    else:
+        assert f'<p class="weights">FID network: <b>{ex["extractor"]} with weights {ex["weights"]}' in text
+        assert "RANDOM-WEIGHT" not in text
     # numbers as in the .md (two decimals, usage in %), not raw floats
     md = (cwd / "tokbench-results" / "leaderboard.md").read_text()
     row = next(r for r in board["rows"] if r["tokenizer"] == "tokbench-zoo-conv-k64")

@@ -44,6 +44,12 @@ class KeyMismatchError(CorruptFileError):
     """A valid checked file made for another key (another protocol, configuration or data)."""
 
 
+def cache_dir() -> Path:
+    """tokbench's cache folder: $TOKBENCH_CACHE, else ~/.cache/tokbench (Inception weights, reference statistics,
+    k-means codebooks)."""
+    return Path(os.environ.get("TOKBENCH_CACHE", Path.home() / ".cache" / "tokbench"))
+
+
 def stable_hash(obj: Any) -> str:
     """sha256 hex of `obj` as canonical JSON (sorted keys; non-JSON values by `str`)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
@@ -76,12 +82,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a unique temporary path next to `path`; when the block ends, fsync it, give it the normal file mode and
-    rename it to `path`. For writers that want a file name (torch.save, np.save, safetensors, savefig)."""
+    rename it to `path`. For writers that want a file name (torch.save, np.save, safetensors, savefig); `suffix` keeps
+    writers that insist on an extension (np.savez appends `.npz`) writing to the yielded name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / _temp_name(path)
+    tmp = path.parent / (_temp_name(path) + suffix)
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -231,8 +238,11 @@ def clean_stale_temps(folder: str | os.PathLike, stem: str | None = None) -> lis
         return []
     host = _temp_name(Path("x")).split(".")[1]
     removed = []
-    for p in folder.glob(f"{stem or '*'}.*.tmp"):
-        parts = p.name[:-len(".tmp")].rsplit(".", 3)
+    for p in folder.glob(f"{stem or '*'}.*.tmp*"):
+        base, sep, ext = p.name.rpartition(".tmp")
+        if not sep or (ext and not ext.startswith(".")):  # `.tmp` or `.tmp<suffix>` (atomic_path's suffix)
+            continue
+        parts = base.rsplit(".", 3)
         if len(parts) != 4 or (stem is not None and parts[0] != stem):
             continue
         _, h, pid, _ = parts

@@ -17,13 +17,15 @@ ORDER = 40
 log = logging.getLogger(__name__)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..fid import DEFAULT_METHOD, FRECHET_METHODS
+FRECHET_CHOICES = ("auto", "eigh", "small-n", "sqrtm")  # tokbench.fid.FRECHET_METHODS (a test keeps them equal);
+# spelled out here so that `tokbench --help` does not import torch
 
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="DIR_OR_NPZ")
     p.add_argument("b", metavar="DIR_OR_NPZ")
     add_extractor_arguments(p)
-    p.add_argument("--frechet", choices=sorted(FRECHET_METHODS), default=DEFAULT_METHOD,
+    p.add_argument("--frechet", choices=FRECHET_CHOICES, default="auto",
                    help="Fréchet distance method: auto (exact small-n form when N ≤ d, else eigh), small-n, eigh, or "
                         "sqrtm (scipy + ADM eps, to reproduce older results)")
     p.add_argument("--no-kid", action="store_true", help="FID only (KID needs every feature row of both sides)")

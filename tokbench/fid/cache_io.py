@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._atomic import atomic_path
+from ..io import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..io import cache_dir  # noqa: F401 - re-exported (reference statistics, pixel_vq)
 from ..weights import sha256_file
+from .skeleton import inception_skeleton
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ class FeatureExtractor:
         return self
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("TOKBENCH_CACHE", Path.home() / ".cache" / "tokbench"))
-
-
 def offline() -> bool:
     """TOKBENCH_OFFLINE or HF_HUB_OFFLINE set: never try a download (it could hang behind a closed network)."""
     return any(os.environ.get(v, "0") not in ("0", "", "false", "False") for v in ("TOKBENCH_OFFLINE", "HF_HUB_OFFLINE"))
@@ -51,23 +48,6 @@ def offline() -> bool:
 
 def _torch_hub_inception() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-
-
-def inception_skeleton(features: list[str] | None = None):
-    """torch-fidelity's FeatureExtractorInceptionV3 architecture without loading any weights file."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    class _Skeleton(FeatureExtractorInceptionV3):
-        def load_state_dict(self, *a, **k):  # the architecture only: the caller loads the weights
-            return None
-
-    fd, empty = tempfile.mkstemp(suffix=".pth")  # torch-fidelity torch.loads the path before load_state_dict
-    os.close(fd)
-    try:
-        torch.save({}, empty)
-        return _Skeleton("inception-v3-compat", features or ["2048"], feature_extractor_weights_path=empty)
-    finally:
-        os.unlink(empty)
 
 
 def random_inception_weights(seed: int = RANDOM_INCEPTION_SEED) -> Path:

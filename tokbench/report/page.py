@@ -42,7 +42,8 @@ def banner(board: dict) -> str:
             + (f"RANDOM-WEIGHT Inception ({html.escape(str(ex.get('weights')))}), not the real network: these "
                "numbers rank tokenizers on this page only and are not comparable with any published FID"
                if random else f"{html.escape(str(ex.get('extractor')))} with weights "
-               f"{html.escape(str(ex.get('weights')))}") + "</b></p>")
+               f"{html.escape(str(ex.get('weights')))}"
+               + (f" ({html.escape(str(ex['weights_source']))})" if ex.get("weights_source") else "")) + "</b></p>")
     lines = "".join(f"<li>{_md_inline(ln.lstrip('- '))}</li>" for ln in protocol_lines(board["protocol"])
                     + gfid_lines(board) if ln.strip())
     return (f'<div class="banner" id="protocol-banner" data-random-weights="{int(random)}">{head}'
