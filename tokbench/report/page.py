@@ -51,13 +51,17 @@ def banner(board: dict) -> str:
             f'{html.escape(str(board.get("sorted_by")))} (lower is better).</p><ul>{lines}</ul></div>')
 
 
+PAGE_OMITS = ("weights", "weights_sha256", "entropy_norm", "usage/256img")  # in leaderboard.md/.csv; weights under
+# Diagnostics: the table fits 1,400 px without sideways scrolling
+
+
 def leaderboard_table(board: dict) -> str:
     """The rows as `leaderboard.md` prints them (same formatting, pFID ± std over seeds)."""
     from ..runner.leaderboard import _fmt
 
     if not board.get("rows"):
         return '<p class="note">No successful results in the leaderboard.</p>'
-    cols = [c for c in board["columns"] if c != "weights_sha256"]
+    cols = [c for c in board["columns"] if c not in PAGE_OMITS]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
     for r in board["rows"]:
@@ -72,7 +76,9 @@ def leaderboard_table(board: dict) -> str:
             cells.append(f'<td{cls} data-v="{html.escape(repr(v) if num else "")}">{html.escape(txt)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="wrap"><table class="sortable" id="leaderboard"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+            f'<tbody>{"".join(body)}</tbody></table></div><p class="note">Weights files and their sha256, normalised '
+            "entropy and per-window usage: in <code>leaderboard.md</code> / <code>.csv</code>; weights also under "
+            "Diagnostics.</p>")
 
 
 def _curves(results: Sequence[dict]) -> dict[str, dict[str, list]]:
@@ -259,8 +265,9 @@ def build(out_dir: str | Path, *, runs: Sequence[str | Path] = (), report: dict 
             diag.append(f"<p>{k}:</p><ul class=msgs>" + "".join(
                 f"<li>{e(str(i.get('tokenizer')))}: {e(str(i.get('reason')))}</li>" for i in board[k]) + "</ul>")
     if board.get("rows"):
-        diag.append("<p>weights sha256 (first 12 hex digits):</p><ul class=msgs>" + "".join(
-            f"<li>{e(str(r['tokenizer']))}: <code>{e(str(r.get('weights_sha256') or '–'))}</code></li>"
+        diag.append("<p>weights (sha256, first 12 hex digits):</p><ul class=msgs>" + "".join(
+            f"<li>{e(str(r['tokenizer']))}: <code>{e(str(r.get('weights') or '–'))}</code> "
+            f"(<code>{e(str(r.get('weights_sha256') or '–'))}</code>)</li>"
             for r in board["rows"]) + "</ul>")
     if board.get("versions"):
         diag.append(f"<p>versions: {e(', '.join(f'{k} {v}' for k, v in board['versions'].items()))}</p>")

@@ -37,7 +37,8 @@ from ..progress import progress_bar
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .ordered import PROTOCOL as SUM_PROTOCOL, ChunkOrderedSums
 from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result,
-                     result_file, result_key, result_path, safe_name, stable_hash, write_json_atomic)
+                     portable_path, result_file, result_key, result_path, safe_name, stable_hash,
+                     write_json_atomic)
 from .suite import Suite
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def weights_record(tok: Tokenizer) -> dict | None:
         return None
     p = Path(w.path)
     sha = sha256_file(p) if p.is_file() else None
-    return {"source": w.source, "path": str(p), "sha256": sha}
+    return {"source": portable_path(w.source) if w.source else w.source, "path": portable_path(p), "sha256": sha}
 
 
 def versions() -> dict:
@@ -257,7 +258,10 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
         for sp in tok.token_spaces:
             s.delta_for(sp)
     protocol = build_protocol(suite, dataset, extractor, ref_proto, settings)
-    tok_record = {"name": name, "info": tok.info.to_dict(), "layout": tok.layout.to_dict(),
+    info_dict = tok.info.to_dict()
+    if info_dict.get("weight_source"):
+        info_dict["weight_source"] = portable_path(info_dict["weight_source"])
+    tok_record = {"name": name, "info": info_dict, "layout": tok.layout.to_dict(),
                   "token_spaces": describe_spaces(tok.token_spaces), "weights": weights_record(tok)}
     run_hash = stable_hash({"protocol": protocol["hash"], "tokenizer": tok_record, "batch_size": suite.batch_size,
                             "chunk_size": suite.chunk_size, "world": info.world, "device": device.type})

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 from ..io import stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
@@ -83,9 +82,15 @@ def read_result(path: str | os.PathLike) -> dict:
 
 
 def portable_path(path: str | os.PathLike) -> str:
-    """A file inside the installed tokbench tree as `tokbench/…` (results stay machine-independent); others as given."""
+    """A path as results record it, free of this machine's layout: inside the installed tokbench tree `tokbench/…`,
+    under the working folder relative to it, elsewhere `…/<parent>/<parent>/<name>` (the sha256 beside it identifies
+    the file); Hub specs and other non-paths unchanged."""
     p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path(__file__).resolve().parents[2]))
-    except (ValueError, OSError):
+    if not p.is_absolute():
         return str(path)
+    for root in (Path(__file__).resolve().parents[2], Path.cwd().resolve()):
+        try:
+            return str(p.resolve().relative_to(root))
+        except (ValueError, OSError):
+            continue
+    return "…/" + "/".join(p.parts[-3:])
