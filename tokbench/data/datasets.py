@@ -198,7 +198,32 @@ def _load_skimage_photo(name: str) -> np.ndarray:
     return np.asarray(to_rgb8(Image.fromarray(arr)))
 
 
-class SampleDataset(ImageDataset):
+class InMemoryCrops(ImageDataset):
+    """Crops of bundled photographs held in memory as uint8 tensors: `items` = (photo name, crop index) per image;
+    the content hash covers names, crop indices, shapes and pixels."""
+
+    items: list
+    _images: list[torch.Tensor]
+    _hash: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self._images[i].clone()
+
+    @property
+    def content_hash(self) -> str:
+        if self._hash is None:
+            h = hashlib.sha256()
+            for (photo, j), t in zip(self.items, self._images):
+                h.update(f"{photo}:{j}:{tuple(t.shape)}\0".encode())
+                h.update(t.numpy().tobytes())
+            self._hash = h.hexdigest()
+        return self._hash
+
+
+class SampleDataset(InMemoryCrops):
     """Deterministic crops of scikit-image's photographs (126 images). Offline smoke tests and demos only."""
 
     def __init__(self, resolution: int | None = 64, *, num_images: int | None = None, crop: str = "adm",
@@ -231,22 +256,6 @@ class SampleDataset(ImageDataset):
             im = Image.fromarray(arr[top : top + side, left : left + side])
             self._images.append(prepare(im, resolution, crop) if resolution else pil_to_uint8(im))
         self._hash: str | None = None
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self._images[i].clone()
-
-    @property
-    def content_hash(self) -> str:
-        if self._hash is None:
-            h = hashlib.sha256()
-            for (photo, j), t in zip(self.items, self._images):
-                h.update(f"{photo}:{j}:{tuple(t.shape)}\0".encode())
-                h.update(t.numpy().tobytes())
-            self._hash = h.hexdigest()
-        return self._hash
 
     def describe(self) -> dict:
         import skimage

@@ -13,13 +13,12 @@ are untouched (committed results depend on them).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .datasets import ImageDataset
+from .datasets import InMemoryCrops
 from .images import pil_to_uint8, prepare, to_rgb8
 
 # (source, package, file inside the package's data folder)
@@ -71,7 +70,7 @@ def crop_boxes(h: int, w: int) -> list[tuple[int, int, int]]:
     return boxes
 
 
-class PhotoDataset(ImageDataset):
+class PhotoDataset(InMemoryCrops):
     """All bundled photographs × `crop_boxes`: 18 files × 87 = 1,566 images from 17 sources (scikit-image 0.26,
     matplotlib 3.x); split with `split_by_source` (0.25, seed 0: 1,218 training / 348 held-out images)."""
 
@@ -101,22 +100,6 @@ class PhotoDataset(ImageDataset):
         self.classes = sorted(set(self.sources))
         self.labels = [self.classes.index(s) for s in self.sources]
         self._hash: str | None = None
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self._images[i].clone()
-
-    @property
-    def content_hash(self) -> str:
-        if self._hash is None:
-            h = hashlib.sha256()
-            for (name, j), t in zip(self.items, self._images):
-                h.update(f"{name}:{j}:{tuple(t.shape)}\0".encode())
-                h.update(t.numpy().tobytes())
-            self._hash = h.hexdigest()
-        return self._hash
 
     def describe(self) -> dict:
         import matplotlib
