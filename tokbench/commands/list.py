@@ -10,8 +10,9 @@ import argparse
 import hashlib
 import importlib.util
 import json
-import os
 from pathlib import Path
+
+from ..io import cache_dir, write_json_atomic
 
 NAME = "list"
 HELP = "list tokenizer presets (name, family, tokens/image, vocabulary, quantiser, local weights; --wide: licences)"
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cache_file() -> Path:
-    return Path(os.environ.get("TOKBENCH_CACHE", Path.home() / ".cache" / "tokbench")) / "list-rows.json"
+    return cache_dir() / "list-rows.json"
 
 
 def _source_key() -> str:
@@ -87,10 +88,7 @@ def _static_rows() -> tuple[list[dict], dict]:
 
     rows = _build_rows()
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "rows": rows, "plugin_errors": dict(PLUGIN_ERRORS)}))
-        os.replace(tmp, cache)
+        write_json_atomic(cache, {"key": key, "rows": rows, "plugin_errors": dict(PLUGIN_ERRORS)}, indent=None)
     except OSError:
         pass  # a read-only cache only costs speed
     return rows, dict(PLUGIN_ERRORS)
