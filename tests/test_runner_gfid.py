@@ -62,7 +62,7 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
     import tokbench.gen
     from tokbench.fid import register_extractor
     from tokbench.runner.suite import SAMPLE_SUITE
-    from tokbench.zoo.presets import manifest
+    from tokbench.models.shipped_zoo import manifest
 
     rows = manifest()
     if not rows:
@@ -91,3 +91,39 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
     assert json.loads(find_result(out, preset, "defaultgfid").read_text())["gfid"]["value"] == g["value"]
     assert main([*base, "--metrics", "rfid"]) == 0  # gfid not asked for
     assert main([*base, "--gfid-seed", "1"]) == 3  # a changed protocol recomputes (here: the patched sampler fails)
+
+
+def test_run_suite_alone_measures_the_suite_generators(tmp_path):
+    """The Python API, no CLI: `run_suite(load_suite(None), opts)` runs the gFID stage of the default suite's `gfid`
+    section (each preset's shipped generator), writes it into the result file, and isolates a failing generator."""
+    from tokbench.models.shipped_zoo import manifest
+    from tokbench.registry import get_preset
+    from tokbench.runner import GfidOptions, RunOptions, apply_overrides, load_suite, run_suite
+
+    rows = manifest()
+    if len(rows) < 2:
+        pytest.skip("fewer than two zoo weights shipped in tokbench/zoo_weights/")
+    names = [r["preset"] for r in rows[:2]]
+    suite = apply_overrides(load_suite(None), tokenizers=names, metrics=["rfid"], num_images=6, batch_size=6)
+    assert suite.gfid["generators"] == "shipped"
+    opts = RunOptions(out_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False,
+                      gfid=GfidOptions(num=4))
+    results = run_suite(suite, opts, extractor=_Moments())
+    assert [r["tokenizer"]["name"] for r in results] == names
+    for r in results:
+        g = r["gfid"]
+        assert g["value"] > 0 and g["num_samples"] == 4 and g["reference"]["data"] == "sample:train"
+        on_disk = json.loads(find_result(tmp_path / "runs", r["tokenizer"]["name"], "sample").read_text())
+        assert on_disk["gfid"] == json.loads(json.dumps(g))  # written into the result as it was produced
+    assert [g["tokenizer"] for g in results.gfid_log] == names and results.gfid_failed == 0
+
+    # a generator that cannot load is logged and counted; the other one's gFID is kept (up to date, not resampled)
+    suite.gfid = dict(suite.gfid, generators={names[0]: str(tmp_path / "missing.safetensors"),
+                                              names[1]: get_preset(names[1]).generator})
+    again = run_suite(suite, opts, extractor=_Moments())
+    assert again.gfid_failed == 1 and again.gfid_log[0]["generator"].endswith("missing.safetensors")
+    assert again[1]["gfid"]["value"] == results[1]["gfid"]["value"]
+
+    off = run_suite(suite, RunOptions(out_dir=tmp_path / "off", cache_dir=tmp_path / "cache", progress=False,
+                                      gfid=GfidOptions(enabled=False)), extractor=_Moments())
+    assert all("gfid" not in r for r in off) and off.gfid_log == []

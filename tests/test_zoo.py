@@ -180,8 +180,8 @@ def test_every_shipped_zoo_config_resolves():
 def test_shipped_zoo_presets_load_and_generate():
     """The zoo weights committed in tokbench/zoo_weights/ load as presets and their generators sample images."""
     from tokbench.gen import SamplingConfig, load_generator, sample_images
-    from tokbench.registry import load_tokenizer
-    from tokbench.zoo import presets
+    from tokbench.models import shipped_zoo as presets
+    from tokbench.registry import get_preset, load_tokenizer
 
     rows = presets.manifest()
     if not rows:
@@ -192,7 +192,8 @@ def test_shipped_zoo_presets_load_and_generate():
     r = rows[0]
     tok = load_tokenizer(r["preset"])
     assert tok.info.resolution == 32 and tok.info.preset == r["preset"]
-    gen, meta = load_generator(presets.generator_path(r["preset"]))
+    assert get_preset(r["preset"]).generator == str(presets.generator_path(r["preset"]))  # the preset carries it
+    gen, meta = load_generator(get_preset(r["preset"]).generator)
     assert meta.tokenizer.name == r["preset"]
     (idx, _, images), = list(sample_images(gen, meta.tokenizer.load(), num=2, settings=SamplingConfig(), seed=0,
                                            progress=False))
@@ -207,7 +208,7 @@ def test_default_suite_runs_the_shipped_zoo_weights():
     from tokbench.runner import load_suite
     from tokbench.runner.bench import resolve_tokenizer_names
     from tokbench.runner.gfid_step import suite_generators
-    from tokbench.zoo.presets import generator_path, manifest
+    from tokbench.models.shipped_zoo import generator_path, manifest
 
     shipped = sorted(r["preset"] for r in manifest())
     if not shipped:

@@ -72,6 +72,7 @@ class Preset:
     manual_url: str | None = None  # human-facing page for files that cannot be downloaded automatically
     info: dict = field(default_factory=dict)  # TokenizerInfo overrides (paper, licences, notes …)
     description: str = ""
+    generator: str | None = None  # weights spec / path of an AR generator shipped for this tokenizer (its gFID)
 
     def get_config(self) -> dict:
         cfg = self.config() if callable(self.config) else self.config
@@ -90,7 +91,6 @@ _FAMILIES: dict[str, Family] = {}
 _PRESETS: dict[str, Preset] = {}
 _PLUGINS_LOADED = False
 _PLUGIN_PACKAGES = ("tokbench.baselines", "tokbench.models", "tokbench_adapters")
-_PLUGIN_MODULES = ("tokbench.zoo.presets",)  # single modules that register presets (the shipped zoo weights)
 PLUGIN_ERRORS: dict[str, str] = {}
 
 
@@ -115,12 +115,6 @@ def _load_plugins() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
-    for mod_name in _PLUGIN_MODULES:
-        try:
-            importlib.import_module(mod_name)
-        except Exception as e:  # noqa: BLE001 - reported, not hidden
-            PLUGIN_ERRORS[mod_name] = f"{type(e).__name__}: {e}"
-            log.warning("could not import %s: %s", mod_name, e)
     for pkg_name in _PLUGIN_PACKAGES:
         try:
             pkg = importlib.import_module(pkg_name)

@@ -122,50 +122,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (1 = off)")
 
 
-def _generators_wanted(args: argparse.Namespace, suite) -> list[str] | str:
-    """Explicit --generator checkpoints, or 'suite' (the suite's `gfid` section) unless --metrics leaves gfid out."""
+def _gfid_options(args: argparse.Namespace, suite):
+    """The gFID stage's options: explicit --generator checkpoints, else the suite's `gfid` section unless --metrics
+    leaves gfid out."""
+    from ..runner import GfidOptions
+
     want = args.metrics is None or "gfid" in args.metrics
-    if args.generator:
-        if not want:
-            raise ValueError("--generator given but gfid is not in --metrics")
-        return list(args.generator)
-    if args.metrics is not None and "gfid" in args.metrics and not suite.gfid:
+    if args.generator and not want:
+        raise ValueError("--generator given but gfid is not in --metrics")
+    if not args.generator and args.metrics is not None and "gfid" in args.metrics and not suite.gfid:
         raise ValueError(f"--metrics gfid needs --generator CKPT (a checkpoint from `tokbench train-gen`); suite "
                          f"{suite.name} names no generators")
-    return "suite" if (want and suite.gfid) else []
-
-
-def _gfid(args: argparse.Namespace, suite, opts, generators: list[str] | str,
-          results: list[dict]) -> tuple[list[dict], int]:
-    from ..runner.gfid_step import add_gfid, suite_generators
-    from ..runner.leaderboard import write_leaderboard
-
-    g = dict(suite.gfid or {})
-    from_suite = generators == "suite"
-    if from_suite:
-        generators = suite_generators(suite, results)
     sampler = {k: v for k, v in (("cfg", args.cfg), ("cfg_schedule", args.cfg_schedule),
                                  ("cfg_power", args.cfg_power), ("temperature", args.temperature),
                                  ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
-    failed = 0
-    extractor = suite.extractor(opts.device) if generators else None
-    for ckpt in generators:
-        try:
-            res = add_gfid(suite, opts, ckpt, sampler=sampler, num=args.gfid_num or g.get("num"),
-                           reference=args.gfid_reference or g.get("reference"),
-                           seed=args.gfid_seed if args.gfid_seed is not None else int(g.get("seed") or 0),
-                           extractor=extractor)
-        except Exception as e:  # noqa: BLE001 - one generator's failure must not lose the others' gFIDs
-            if not from_suite:
-                raise
-            log.error("gFID with %s failed: %s: %s", ckpt, type(e).__name__, e)
-            failed += 1
-            continue
-        results = [res if r.get("tokenizer", {}).get("name") == res["tokenizer"]["name"] else r for r in results]
-        print(f"gFID {res['tokenizer']['name']} ← {ckpt}: {res['gfid']['value']:.4f}")
-    if generators and opts.leaderboard_dir is not None:
-        write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
-    return results, failed
+    return GfidOptions(enabled=want and bool(args.generator or suite.gfid),
+                       generators=list(args.generator) if args.generator else None, sampler=sampler,
+                       num=args.gfid_num, reference=args.gfid_reference, seed=args.gfid_seed)
 
 
 def _preflight(args: argparse.Namespace):
@@ -177,7 +150,7 @@ def _preflight(args: argparse.Namespace):
     metrics = [m for m in args.metrics if m != "gfid"] if args.metrics else None
     try:
         suite = load_suite(args.suite)
-        generators = _generators_wanted(args, suite)
+        gfid = _gfid_options(args, suite)
         suite = apply_overrides(suite, data=args.data, num_images=args.num_images, batch_size=args.batch_size,
                                 chunk_size=args.chunk_size, metrics=metrics or None, tokenizers=args.tokenizer,
                                 pfid_alpha=args.pfid_alpha, pfid_delta=args.pfid_delta, pfid_seeds=args.pfid_seeds,
@@ -190,7 +163,7 @@ def _preflight(args: argparse.Namespace):
     for opt, path in (("--fid-weights", args.fid_weights), *(("--generator", g) for g in args.generator or [])):
         if path and not Path(path).expanduser().exists():
             raise UsageError(f"{opt} {path}: no such file")
-    return suite, generators
+    return suite, gfid
 
 
 def _skip_missing_weights(suite) -> list:
@@ -225,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.protocol == "paper":
         return _run_paper(args, [m for m in args.metrics if m != "gfid"] if args.metrics else None)
-    suite, generators = _preflight(args)
+    suite, gfid = _preflight(args)
     missing = _skip_missing_weights(suite)
     if not suite.tokenizers:
         print("nothing to run: no requested tokenizer has its weights on this machine (table above)", file=sys.stderr)
@@ -239,19 +212,19 @@ def run(args: argparse.Namespace) -> int:
     opts = RunOptions(out_dir=Path(args.out), device=device, save_images=args.save_images,
                       skip_bad_images=args.skip_bad_images, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
                       force=args.force, progress=not args.no_progress,
-                      leaderboard_dir=Path(args.leaderboard_dir) if args.leaderboard_dir else None)
+                      leaderboard_dir=Path(args.leaderboard_dir) if args.leaderboard_dir else None, gfid=gfid)
     results = run_suite(suite, opts)
-    gfid_failed = 0
-    if int(os.environ.get("RANK", "0")) == 0 and generators:
-        results, gfid_failed = _gfid(args, suite, opts, generators, results)
 
     if int(os.environ.get("RANK", "0")) == 0:
+        for g in results.gfid_log:
+            if "error" not in g:
+                print(f"gFID {g['tokenizer']} ← {g['generator']}: {g['value']:.4f}")
         print(f"suite {suite.name}: {len(results)} tokenizer(s), results in {opts.out_dir}")
         print(summary_table(results))
         if opts.leaderboard_dir is not None:
             _write_page(opts.out_dir, opts.leaderboard_dir)
             print(f"leaderboard: {opts.leaderboard_dir / 'leaderboard.md'}; page: {opts.leaderboard_dir / 'index.html'}")
-    ok = all(r.get("status") == "ok" for r in results) and not gfid_failed
+    ok = all(r.get("status") == "ok" for r in results) and not results.gfid_failed
     return 0 if ok and not missing else 3
 
 

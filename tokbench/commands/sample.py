@@ -90,17 +90,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{n} samples -> {png_dir}")
         return 0
 
-    from ..fid import get_extractor, reference_stats
+    from ..fid import get_extractor
+    from ..gen.reference import resolve_reference
 
     extractor = get_extractor(args.extractor, args.extractor_weights, device)
-    if args.reference.endswith(".npz"):
-        reference = args.reference
-    else:
-        from ..data import open_dataset
-
-        ds = open_dataset(args.reference, int(tok.info.resolution))
-        reference = reference_stats(ds, extractor)
-    value, protocol = gfid(model, tok, reference, extractor, settings=settings, num=args.num, seed=args.seed,
+    reference = resolve_reference(args.reference, extractor, resolution=int(tok.info.resolution))
+    value, protocol = gfid(model, tok, reference.stats, extractor, settings=settings, num=args.num, seed=args.seed,
                            batch_size=args.batch_size, save_dir=png_dir, progress=not args.no_progress)
     record = {"metric": "gfid", "value": value, "protocol": protocol}
     print(json.dumps({"gfid": value, "num": args.num, "sampling": protocol["sampling"]}))

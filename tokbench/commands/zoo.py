@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "seed-to-seed consistency of every metric, correlation of the means")
     p.add_argument("--export-weights", default=None, metavar="DIR",
                    help="do not run: copy the smallest trained tokenizers + generators of the finished zoo in --out "
-                        "into DIR (e.g. tokbench/zoo_weights), registered as presets by tokbench.zoo.presets")
+                        "into DIR (e.g. tokbench/zoo_weights), registered as presets by tokbench.models.shipped_zoo")
     p.add_argument("--export-budget-mb", type=float, default=3.0, help="size budget of --export-weights (default 3)")
     p.add_argument("--export-names", default=None, metavar="A,B,…",
                    help="with --export-weights: exactly these zoo tokenizers (within the budget) instead of the smallest")

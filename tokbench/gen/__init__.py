@@ -7,7 +7,8 @@ Entry points: `gfid(generator, tokenizer, reference, extractor, settings=…, nu
 
 from .checkpoint import GeneratorMeta, TokenizerRef, load_generator, save_generator
 from .gfid import class_labels, gfid, sample_images
+from .reference import GfidReference, fd_reference, resolve_reference
 from .sampling import SamplingConfig, cfg_scale, generate, pick, sample_noise, sample_seeds
 
 __all__ = ["GeneratorMeta", "TokenizerRef", "load_generator", "save_generator", "gfid", "class_labels",
-           "sample_images", "SamplingConfig", "cfg_scale", "generate", "pick", "sample_noise", "sample_seeds"]
+           "sample_images", "GfidReference", "fd_reference", "resolve_reference", "SamplingConfig", "cfg_scale", "generate", "pick", "sample_noise", "sample_seeds"]

@@ -19,6 +19,7 @@ import torch
 
 from ..models.generator import SequenceHeads
 from .checkpoint import GeneratorMeta, load_generator
+from .reference import fd_reference
 from .sampling import SamplingConfig, generate, sample_noise, sample_seeds
 
 log = logging.getLogger(__name__)
@@ -64,24 +65,6 @@ def sample_images(model: SequenceHeads, tokenizer, *, num: int, settings: Sampli
         bar.close()
 
 
-def _reference(reference: Any) -> tuple[Any, dict]:
-    """What `frechet_distance` takes, plus a description for the protocol. Accepts the path of an .npz (tokbench
-    statistics or an ADM reference batch such as VIRTUAL_imagenet256_labeled.npz), an accumulator, the
-    (accumulator, protocol) pair of `tokbench.fid.reference_stats`, or a (mu, sigma) pair."""
-    from ..fid import StatsAccumulator, load_npz_stats
-
-    if isinstance(reference, (str, Path)):
-        acc, mu, sigma, proto = load_npz_stats(reference)
-        return (acc if acc is not None else (mu, sigma)), {"kind": "npz", "path": str(reference), **proto}
-    if isinstance(reference, StatsAccumulator):
-        return reference, {"kind": "accumulator", "n": reference.n}
-    if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[0], StatsAccumulator):
-        return reference[0], {"kind": "dataset", "n": reference[0].n, **dict(reference[1])}
-    if isinstance(reference, tuple) and len(reference) == 2:
-        return reference, {"kind": "mu_sigma"}
-    raise TypeError(f"unsupported gFID reference {type(reference).__name__}")
-
-
 def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extractor: Callable, *,
          settings: SamplingConfig | dict | None = None, num: int = 50_000, seed: int = 0, batch_size: int = 64,
          device: str | torch.device | None = None, save_dir: str | Path | None = None, progress: bool = True,
@@ -105,7 +88,7 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
         settings = SamplingConfig.from_dict(meta.sampling if meta else {})
     elif isinstance(settings, dict):
         settings = SamplingConfig.from_dict(settings)
-    ref, ref_desc = _reference(reference)
+    ref, ref_desc = fd_reference(reference)
 
     if generator.conditional and num % generator.cfg.num_classes:
         log.warning("%d samples for %d classes: classes get %d or %d samples (gFID protocol: 50 per class)", num,
@@ -132,7 +115,7 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     value = float(frechet_distance(acc, ref))
     extra = {}
     for key, other in (extra_references or {}).items():
-        o_ref, o_desc = _reference(other)
+        o_ref, o_desc = fd_reference(other)
         extra[key] = {"value": float(frechet_distance(acc, o_ref)), "reference": o_desc}
     protocol = {
         "metric": "gfid",

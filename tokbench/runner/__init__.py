@@ -2,6 +2,7 @@
 The result-file schema is documented in `tokbench.runner.schema`."""
 
 from .bench import Interrupted, RunOptions, evaluate, run_suite, summary_table
+from .gfid_step import GfidOptions, SuiteResults
 from .leaderboard import build as build_leaderboard
 from .leaderboard import write_leaderboard
 from .schema import SCHEMA, read_result, result_path
@@ -10,3 +11,4 @@ from .suite import SAMPLE_SUITE, PfidSpec, Suite, apply_overrides, load_suite
 __all__ = ["Interrupted", "RunOptions", "evaluate", "run_suite", "summary_table", "build_leaderboard",
            "write_leaderboard", "SCHEMA", "read_result", "result_path", "SAMPLE_SUITE", "PfidSpec", "Suite",
            "apply_overrides", "load_suite"]
+__all__ += ["GfidOptions", "SuiteResults"]

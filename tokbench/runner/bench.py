@@ -35,6 +35,7 @@ from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_che
 from ..perturb import PerturbSetting, Perturber, neighbour_rules, rule_summary
 from ..progress import progress_bar
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
+from .gfid_step import GfidOptions, SuiteResults, gfid_stage
 from .ordered import PROTOCOL as SUM_PROTOCOL, ChunkOrderedSums
 from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result,
                      portable_path, result_file, result_key, result_path, safe_name, stable_hash,
@@ -59,6 +60,7 @@ class RunOptions:
     progress: bool = True
     stop_after_chunks: int | None = None  # testing hook: stop (as if killed) after this many new chunks
     leaderboard_dir: Path | None = None  # where `run` writes the leaderboard at the end (None: skip)
+    gfid: GfidOptions = field(default_factory=GfidOptions)  # the gFID stage (default: the suite's `gfid` section)
 
 
 @dataclass
@@ -570,9 +572,11 @@ def _together(info: DistInfo, what: str, fn: Callable[[], Any]) -> Any:
 
 
 def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Tokenizer] | None = None,
-              extractor=None) -> list[dict]:
+              extractor=None) -> SuiteResults:
     """Run every tokenizer of the suite (or the given names / Tokenizer objects); a failing tokenizer is recorded as
-    failed with its reason and the others still run. Returns the result dicts; prints nothing."""
+    failed with its reason and the others still run. Then the gFID stage (`opts.gfid`: the suite's `gfid` section or
+    explicit generators; main process only, see `gfid_step`), then the leaderboard (`opts.leaderboard_dir`). Returns
+    the result dicts (with `gfid_log`); prints nothing."""
     from ..data import open_dataset
     from ..fid import reference_stats
     from ..registry import load_tokenizer
@@ -590,6 +594,7 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
     refs: dict = {}
     results = []
     outer = progress_bar(entries, desc=f"suite {suite.name}", unit="tokenizer", enabled=opts.progress and info.main)
+    finished = False
     try:
         for entry in outer:
             name = tokenizer_name(entry)
@@ -631,17 +636,28 @@ def run_suite(suite: Suite, opts: RunOptions, *, tokenizers: Sequence[str | Toke
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
             results.append(res)
+        finished = True
     finally:
         outer.close()
-        if opts.leaderboard_dir is not None and info.main:
-            from .leaderboard import write_leaderboard
-
-            try:
-                write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
-            except ValueError as e:
-                log.warning("leaderboard not written: %s", e)
         shutdown(info)
-    return results
+        if not finished:  # interrupted: the leaderboard of what is finished
+            _write_leaderboard(opts, suite, info)
+    # gFID after the process group is gone: the main process samples alone, as `tokbench run` always did
+    try:
+        return gfid_stage(suite, opts, results, extractor) if info.main else SuiteResults(results)
+    finally:
+        _write_leaderboard(opts, suite, info)
+
+
+def _write_leaderboard(opts: RunOptions, suite: Suite, info: DistInfo) -> None:
+    if opts.leaderboard_dir is None or not info.main:
+        return
+    from .leaderboard import write_leaderboard
+
+    try:
+        write_leaderboard(opts.out_dir, opts.leaderboard_dir, suite=suite.name)
+    except ValueError as e:
+        log.warning("leaderboard not written: %s", e)
 
 
 def summary_table(results: Sequence[dict]) -> str:

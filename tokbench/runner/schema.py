@@ -46,7 +46,8 @@ File name (`tokbench.result_identity`): `<out>/<tokenizer>__<suite>__<data8>-<pr
                    window, units: {"space0": {vocab_size, tokens, used, usage, dead, perplexity, entropy_bits,
                    entropy_norm, bit_entropy…}, "scale3/space0": …}}
   },
-  "gfid": optional, {value, generator, sampler, …} added by the generation tools
+  "gfid": optional, {value, generator, num_samples, reference, key, protocol}: written by the gFID stage of
+          `run_suite` (runner/gfid_step.py) as soon as it is measured, or by the zoo pipeline
 }
 ```
 Absent metrics (not asked) are null / missing; a metric is never written as a number it did not measure.

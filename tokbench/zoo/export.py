@@ -5,7 +5,8 @@ that an offline install has real trained neural tokenizers to benchmark.
 whose tokenizer + generator files are smallest, as many as fit in the size budget (default 3 MB in total) — or the
 ones named with `--export-names` —, copies
 the tokenizer weights unchanged and rewrites each generator's tokenizer reference to the shipped preset name.
-`tokbench.zoo.presets` registers every file it finds there as a preset `tokbench-zoo-<name>`.
+`tokbench.models.shipped_zoo` registers every file it finds there as a preset `tokbench-zoo-<name>` (its generator
+as `Preset.generator`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..gen.reference import resolve_reference
 from ..io import write_json_atomic, write_text_atomic
 from .config import axes, generator_recipes, gfid_references, stable_hash
 
@@ -157,7 +158,7 @@ def generator_label(cfg: dict, recipe: dict | None = None, name: str = "") -> st
 # ----------------------------------------------------------------------------------------------------------------------
 def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     """Run (or resume) the whole zoo; returns the summary written to `<out>/summary.json`."""
-    from ..fid import frechet_distance, get_extractor, reference_stats
+    from ..fid import frechet_distance, get_extractor
 
     t_start = time.time()
     out, work = opts.out, opts.work
@@ -177,8 +178,8 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     fkw = {"feature": str(m["fid"]["feature"])} if m["fid"].get("feature") else {}
     extractor = opts.extractor or get_extractor(m["fid"]["extractor"], m["fid"]["weights"], device=opts.device, **fkw)
     cache = work / "reference_stats"
-    held_ref = reference_stats(held_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)
-    train_ref = reference_stats(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)
+    held_ref = resolve_reference(held_ds, extractor, batch_size=int(m["batch_size"]), cache=cache).stats
+    train_ref = resolve_reference(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache).stats
     floor = float(frechet_distance(train_ref[0], held_ref[0]))
     suite = make_suite(cfg)
     ext_proto = dict(getattr(extractor, "protocol", {}) or {})

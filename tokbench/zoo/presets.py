@@ -1,55 +1,6 @@
-"""Presets for the zoo weights shipped in `tokbench/zoo_weights/` (written by `tokbench zoo --export-weights`):
-`tokbench-zoo-<name>`, a trained in-house tokenizer, plus `<name>.generator.safetensors`, the AR generator trained on
-its tokens (its tokenizer reference is the preset name). Importing this module registers them; `register_all()`
-returns their names. Nothing here downloads: the files live in the package."""
+"""The shipped zoo presets now live in `tokbench.models.shipped_zoo` (a registry plugin); kept importable here for
+scripts that name the old place."""
 
-from __future__ import annotations
+from ..models.shipped_zoo import WEIGHTS_DIR, generator_path, manifest, register_all
 
-import json
-from pathlib import Path
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "zoo_weights"
-
-
-def manifest(folder: Path = WEIGHTS_DIR) -> list[dict]:
-    p = folder / "manifest.json"
-    if not p.is_file():
-        return []
-    return list(json.loads(p.read_text()).get("weights", []))
-
-
-def generator_path(preset: str, folder: Path = WEIGHTS_DIR) -> Path:
-    """The shipped generator trained on the tokens of zoo preset `preset`."""
-    for r in manifest(folder):
-        if r["preset"] == preset:
-            return folder / r["generator"]
-    raise KeyError(f"no shipped zoo generator for {preset!r}; shipped: {[r['preset'] for r in manifest(folder)]}")
-
-
-def register_all(folder: Path = WEIGHTS_DIR) -> list[str]:
-    from ..registry import Preset, presets, register_preset
-    from ..weights import safetensors_metadata
-
-    names = []
-    for r in manifest(folder):
-        if r["preset"] in presets():
-            names.append(r["preset"])
-            continue
-        path = folder / r["tokenizer"]
-        if not path.is_file():
-            continue
-        meta = safetensors_metadata(path)
-        a = r.get("axes", {})
-        register_preset(Preset(
-            r["preset"], meta["tokbench.family"], json.loads(meta["tokbench.config"]), weights=str(path),
-            info={"weight_source": f"tokbench/zoo_weights/{r['tokenizer']} (trained by `tokbench zoo`, zoo {r['zoo']})",
-                  "weights_license": "same as tokbench's code (trained here on scikit-image sample photographs)",
-                  "notes": (f"tiny in-house zoo tokenizer: {a.get('arch')}, {a.get('codebook')} codes, lookup "
-                            f"{a.get('lookup_dim')}-d, latent perturbation {a.get('latent_perturbation')}, Reg-VQ "
-                            f"{a.get('regvq')}; generator: {r['generator']}. A smoke-test model, not a good tokenizer.")},
-            description=f"tokbench zoo tokenizer {r['name']} (32 px, trained offline on the sample set)"))
-        names.append(r["preset"])
-    return names
-
-
-PRESETS = register_all()
+__all__ = ["WEIGHTS_DIR", "generator_path", "manifest", "register_all"]
