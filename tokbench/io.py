@@ -50,6 +50,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TOKBENCH_CACHE", Path.home() / ".cache" / "tokbench"))
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """A path as results record it, free of this machine's layout: inside the installed tokbench tree `tokbench/…`,
+    under the working folder relative to it, elsewhere `…/<parent>/<parent>/<name>` (the sha256 beside it identifies
+    the file); Hub specs and other non-paths unchanged."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(path)
+    for root in (Path(__file__).resolve().parents[1], Path.cwd().resolve()):
+        try:
+            return str(p.resolve().relative_to(root))
+        except (ValueError, OSError):
+            continue
+    return "…/" + "/".join(p.parts[-3:])
+
+
 def stable_hash(obj: Any) -> str:
     """sha256 hex of `obj` as canonical JSON (sorted keys; non-JSON values by `str`)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

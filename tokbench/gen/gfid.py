@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..io import portable_path
 from ..models.generator import SequenceHeads
 from .checkpoint import GeneratorMeta, load_generator
 from .reference import fd_reference
@@ -81,6 +82,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
         generator, _ = load_generator(generator, device or "cpu")
     meta: GeneratorMeta | None = getattr(generator, "meta", None)
     ckpt_desc: dict = dict(getattr(generator, "checkpoint", {}) or {})
+    if ckpt_desc.get("path"):  # recorded (and hashed) without this machine's folder layout
+        ckpt_desc["path"] = portable_path(ckpt_desc["path"])
     if device is not None:
         generator = generator.to(device)
     dev = generator.device
@@ -130,7 +133,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
                       "train": {k: v for k, v in (meta.train if meta else {}).items() if k in ("step", "total_steps", "ema", "aug", "num_images")},
                       "params": generator.num_params()},
         "tokenizer": {"family": tokenizer.info.family, "preset": tokenizer.info.preset,
-                      "weight_source": tokenizer.info.weight_source,
+                      "weight_source": portable_path(tokenizer.info.weight_source) if tokenizer.info.weight_source
+                      else tokenizer.info.weight_source,
                       "ref": meta.tokenizer.to_dict() if meta else None},
         "extractor": dict(getattr(extractor, "protocol", {}) or {}),
         "reference": ref_desc,

@@ -59,7 +59,7 @@ import json
 import os
 from pathlib import Path
 
-from ..io import stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
+from ..io import portable_path, stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
 from ..result_identity import (data_key, identity, latest_per_identity, result_file, result_key,  # noqa: F401
                                result_path, safe_name)
 
@@ -81,17 +81,3 @@ def read_result(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not a tokbench result file (schema {d.get('schema')!r}, expected {SCHEMA!r})")
     return d
 
-
-def portable_path(path: str | os.PathLike) -> str:
-    """A path as results record it, free of this machine's layout: inside the installed tokbench tree `tokbench/…`,
-    under the working folder relative to it, elsewhere `…/<parent>/<parent>/<name>` (the sha256 beside it identifies
-    the file); Hub specs and other non-paths unchanged."""
-    p = Path(path)
-    if not p.is_absolute():
-        return str(path)
-    for root in (Path(__file__).resolve().parents[2], Path.cwd().resolve()):
-        try:
-            return str(p.resolve().relative_to(root))
-        except (ValueError, OSError):
-            continue
-    return "…/" + "/".join(p.parts[-3:])
