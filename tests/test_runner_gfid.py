@@ -61,7 +61,7 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
     unchanged gFID is not recomputed; `--metrics` without gfid skips it."""
     import tokbench.gen
     from tokbench.fid import register_extractor
-    from tokbench.runner.suite import SAMPLE_SUITE
+    from tokbench.runner.suite import suite_definition
     from tokbench.zoo.presets import manifest
 
     rows = manifest()
@@ -69,7 +69,7 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
         pytest.skip("no zoo weights shipped in tokbench/zoo_weights/")
     register_extractor("runner-gfid-test", lambda weights=None, device="cpu", **kw: _Moments())
     preset = rows[0]["preset"]
-    suite = dict(SAMPLE_SUITE, name="defaultgfid", tokenizers=[preset], metrics=["rfid"],
+    suite = dict(suite_definition("sample"), name="defaultgfid", tokenizers=[preset], metrics=["rfid"],
                  fid={"extractor": "runner-gfid-test", "weights": None})
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     out, board = tmp_path / "runs", tmp_path / "board"
