@@ -35,7 +35,7 @@ def test_run_adds_gfid_to_result_and_leaderboard(tmp_path, monkeypatch):
     tokens, gen = tmp_path / "tokens", tmp_path / "gen"
     assert main(["pretokenize", "--tokenizer", "pixel-vq-p4-k64", "--data", "sample", "--num-images", "9",
                  "--out", str(tokens), "--no-progress"]) == 0
-    cfg = yaml.safe_load(open("benchmarks/gen/tiny.yaml"))
+    cfg = yaml.safe_load(open("benchmarks/experiments/gen/tiny.yaml"))
     cfg["train"].update(steps=4, batch_size=4, warmup_steps=1, ckpt_every=4, log_every=2)
     (tmp_path / "gen.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train-gen", "--tokens", str(tokens), "--config", str(tmp_path / "gen.yaml"), "--out", str(gen),

@@ -3,7 +3,7 @@ trained tokenizer: P(draw = argmax) = mean over tokens of max softmax(ℓ/τ) (e
 of a Gumbel-max draw among the codes (sampled, seed 0). The criterion behind `regvq.temperature` = 0.1: the draw is a
 near miss (P(draw = argmax) ≈ 0.5, mean rank ≈ 1-2), not a near-random code (τ = 1: P ≈ 0.02 on conv-k256).
 
-    python benchmarks/train/regvq_temperature.py [--tokenizer tokbench-zoo-conv-k256] [--json out.json]
+    python benchmarks/experiments/train_robust/regvq_temperature.py [--tokenizer tokbench-zoo-conv-k256] [--json out.json]
 """
 
 from __future__ import annotations
