@@ -167,6 +167,20 @@ def test_suites_load_by_name_or_path_and_sample_is_the_packaged_file(tmp_path):
         load_suite("benchmarks/imagenet256.yaml")
 
 
+def test_packaged_suites_are_package_data():
+    """A plain (non-editable) `pip install .` ships every suite: each file in tokbench/suites/ matches a package-data
+    glob of pyproject.toml."""
+    import fnmatch
+
+    from tokbench.runner.suite import SUITES_DIR
+    from tokbench.testing import project_root
+
+    tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
+    globs = tomllib.loads((project_root() / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(SUITES_DIR.parent).as_posix() for p in SUITES_DIR.iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs["tokbench"]) for f in files), files
+
+
 def test_cli_run_with_a_registered_toy(tmp_path, monkeypatch, capsys):
     from tokbench.cli import main
     from tokbench.fid import register_extractor
