@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from tokbench.api import Tokens
-from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, packaged_suites, read_result,
-                             run_suite, suite_definition, write_leaderboard)
+from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, packaged_suites,
+                             read_result, run_suite, suite_definition, write_leaderboard)
 from tokbench.result_identity import find_result
 from tokbench.testing import ToyExtractor, ToyVQ
 

@@ -8,5 +8,5 @@ from .schema import SCHEMA, read_result, result_path
 from .suite import PfidSpec, Suite, apply_overrides, load_suite, packaged_suites, suite_definition
 
 __all__ = ["Interrupted", "RunOptions", "evaluate", "run_suite", "summary_table", "build_leaderboard",
-           "write_leaderboard", "SCHEMA", "read_result", "result_path", "packaged_suites", "suite_definition", "PfidSpec",
-           "Suite", "apply_overrides", "load_suite"]
+           "write_leaderboard", "SCHEMA", "read_result", "result_path", "packaged_suites", "suite_definition",
+           "PfidSpec", "Suite", "apply_overrides", "load_suite"]
