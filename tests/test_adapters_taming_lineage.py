@@ -275,7 +275,8 @@ def test_benchmark_collects_every_preset_of_these_families():
 
     from tokbench.testing import project_root
 
-    spec = importlib.util.spec_from_file_location("perf_adapters", project_root() / "benchmarks" / "perf_adapters.py")
+    spec = importlib.util.spec_from_file_location("perf_adapters",
+                                                  project_root() / "benchmarks" / "perf" / "perf_adapters.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     collected = mod.bench_presets()

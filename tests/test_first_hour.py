@@ -145,9 +145,9 @@ def test_help_texts_cite_only_files_users_have():
     texts["tokbench"] = parser.format_help()
     bad = {n: t for n, t in texts.items() if any(s in t for s in ("fid-protocol.md", "algorithms.md", "../shared"))}
     assert not bad, sorted(bad)
-    for name, text in texts.items():  # every benchmarks/… file a help text names exists
+    for name, text in texts.items():  # every benchmarks/… or tokbench/… file a help text names exists
         for word in text.replace(",", " ").replace("(", " ").replace(")", " ").split():
-            if word.startswith("benchmarks/") and word.endswith((".yaml", ".py")) and "<" not in word:
+            if word.startswith(("benchmarks/", "tokbench/")) and word.endswith((".yaml", ".py")) and "<" not in word:
                 assert (ROOT / word).is_file(), (name, word)
 
 
@@ -159,7 +159,7 @@ def _cli(*argv, env_extra=None):
 
 
 def test_help_and_list_do_not_import_torch(tmp_path):
-    """Start-up time is measured in benchmarks/cli_startup.py; here the cause of a slow start is ruled out."""
+    """Start-up time is measured in benchmarks/perf/cli_startup.py; here the cause of a slow start is ruled out."""
     r = _cli("--help")
     assert r.returncode == 0 and "| torch\n" not in r.stderr and " torch\n" not in r.stderr.replace("| torch.", "")
     env = {"TOKBENCH_CACHE": os.environ["TOKBENCH_CACHE"]}  # the session's cache (conftest)

@@ -103,13 +103,13 @@ def test_lr_schedule_and_config_errors():
 def test_shipped_configs_build_llamagen_sizes(name, params):
     from tokbench.testing import project_root
 
-    cfg = RunConfig.load(project_root() / "benchmarks" / "gen" / f"{name}.yaml")
+    cfg = RunConfig.load(project_root() / "benchmarks" / "experiments" / "gen" / f"{name}.yaml")
     spec = SequenceSpec.from_layout(TokenLayout.grid(16, 16), [16384])
     with torch.device("meta"):
         m = ARGenerator(GeneratorConfig.from_dict({**cfg.model, "num_classes": 1000}), spec)
     assert abs(m.num_params() - params) / params < 0.02, m.num_params()
     SamplingConfig.from_dict(cfg.sampling)
-    RunConfig.load(project_root() / "benchmarks" / "gen" / "tiny.yaml")
+    RunConfig.load(project_root() / "benchmarks" / "experiments" / "gen" / "tiny.yaml")
 
 
 def test_augmentations():

@@ -1,5 +1,5 @@
-"""benchmarks/gpu_check.{sh,py} cannot be run here (no GPU): the shell script must parse, and every Python part must
-run end to end on the CPU with --tiny sizes (figures meaningless; a moments extractor replaces Inception)."""
+"""benchmarks/perf/gpu_check.{sh,py} cannot be run here (no GPU): the shell script must parse, and every Python part
+must run end to end on the CPU with --tiny sizes (figures meaningless; a moments extractor replaces Inception)."""
 
 import importlib.util
 import json
@@ -12,7 +12,7 @@ import torch
 
 from tokbench.testing import fixture_dir, project_root
 
-BENCH = project_root() / "benchmarks"
+BENCH = project_root() / "benchmarks" / "perf"
 
 
 def _module():

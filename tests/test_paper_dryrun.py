@@ -1,6 +1,6 @@
-"""The paper experiment (`tokbench paper`, benchmarks/papers/robusttok-11x2*.yaml) end to end on CPU: the dry-run
-override (two fixture tokenizers, tiny GPT and RAR, the sample set) writes its table and correlation report, and a
-re-run skips every finished stage."""
+"""The paper experiment (`tokbench paper`, benchmarks/experiments/papers/robusttok-11x2*.yaml) end to end on CPU: the
+dry-run override (two fixture tokenizers, tiny GPT and RAR, the sample set) writes its table and correlation report,
+and a re-run skips every finished stage."""
 
 import csv
 import json
@@ -12,7 +12,7 @@ import torch
 from tokbench.testing import fixture_dir, project_root
 from tokbench.zoo.paper import PaperOptions, load, run_paper
 
-PAPERS = project_root() / "benchmarks" / "papers"
+PAPERS = project_root() / "benchmarks" / "experiments" / "papers"
 
 
 class _Moments:

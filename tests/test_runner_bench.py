@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from tokbench.api import Tokens
-from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, read_result, run_suite,
-                             write_leaderboard)
+from tokbench.runner import (Interrupted, RunOptions, Suite, build_leaderboard, load_suite, packaged_suites,
+                             read_result, run_suite, suite_definition, write_leaderboard)
 from tokbench.result_identity import find_result
-from tokbench.runner.suite import SAMPLE_SUITE
 from tokbench.testing import ToyExtractor, ToyVQ
 
 
@@ -143,20 +143,42 @@ def test_leaderboard_refuses_other_protocols(tmp_path, extractor):
         write_leaderboard(tmp_path / "nothing-here", tmp_path / "out")
 
 
-def test_suites_load_and_sample_is_embedded():
-    import yaml
+def test_suites_load_by_name_or_path_and_sample_is_the_packaged_file(tmp_path):
+    from tokbench.runner.suite import SUITES_DIR
 
-    from tokbench.runner.suite import benchmarks_dir
-
-    assert yaml.safe_load((benchmarks_dir() / "sample.yaml").read_text()) == SAMPLE_SUITE
+    assert {"sample", "imagenet256", "robusttok-pfid"} <= set(packaged_suites())
     s = load_suite(None)
-    assert s.name == "sample" and s.pfid_settings()
+    assert s.name == "sample" and s.pfid_settings() and s.file == "tokbench/suites/sample.yaml"
+    assert s.to_dict() == load_suite("sample").to_dict() == Suite.from_dict(suite_definition("sample")).to_dict()
+    assert s.to_dict() == Suite.from_dict(yaml.safe_load((SUITES_DIR / "sample.yaml").read_text())).to_dict()
+    suite_definition("sample")["name"] = "changed"  # a fresh copy each time: the cached definition is not shared
+    assert load_suite(None).name == "sample"
     big = load_suite("imagenet256")
     assert big.num_images == 50000 and big.resolution == 256 and len(big.pfid_settings()) == 12
+    mine = tmp_path / "benchmarks" / "mine.yaml"  # a path is a path, wherever it is
+    mine.parent.mkdir()
+    mine.write_text(yaml.safe_dump(dict(suite_definition("imagenet256"), name="mine")))
+    assert load_suite(str(mine)).name == "mine" and load_suite(str(mine)).file == str(mine)
     with pytest.raises(ValueError, match="unknown"):
         Suite.from_dict({"name": "x", "metrics": ["rfid", "lpips"]})
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="packaged suite"):
         load_suite("no-such-suite")
+    with pytest.raises(FileNotFoundError, match="--suite imagenet256"):  # the suites' old place in the repository
+        load_suite("benchmarks/imagenet256.yaml")
+
+
+def test_packaged_suites_are_package_data():
+    """A plain (non-editable) `pip install .` ships every suite: each file in tokbench/suites/ matches a package-data
+    glob of pyproject.toml."""
+    import fnmatch
+
+    from tokbench.runner.suite import SUITES_DIR
+    from tokbench.testing import project_root
+
+    tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
+    globs = tomllib.loads((project_root() / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(SUITES_DIR.parent).as_posix() for p in SUITES_DIR.iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs["tokbench"]) for f in files), files
 
 
 def test_cli_run_with_a_registered_toy(tmp_path, monkeypatch, capsys):

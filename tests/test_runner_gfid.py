@@ -35,7 +35,7 @@ def test_run_adds_gfid_to_result_and_leaderboard(tmp_path, monkeypatch):
     tokens, gen = tmp_path / "tokens", tmp_path / "gen"
     assert main(["pretokenize", "--tokenizer", "pixel-vq-p4-k64", "--data", "sample", "--num-images", "9",
                  "--out", str(tokens), "--no-progress"]) == 0
-    cfg = yaml.safe_load(open("benchmarks/gen/tiny.yaml"))
+    cfg = yaml.safe_load(open("benchmarks/experiments/gen/tiny.yaml"))
     cfg["train"].update(steps=4, batch_size=4, warmup_steps=1, ckpt_every=4, log_every=2)
     (tmp_path / "gen.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train-gen", "--tokens", str(tokens), "--config", str(tmp_path / "gen.yaml"), "--out", str(gen),
@@ -61,15 +61,15 @@ def test_default_suite_samples_the_shipped_generators_once(tmp_path, monkeypatch
     unchanged gFID is not recomputed; `--metrics` without gfid skips it."""
     import tokbench.gen
     from tokbench.fid import register_extractor
-    from tokbench.runner.suite import SAMPLE_SUITE
     from tokbench.models.shipped_zoo import manifest
+    from tokbench.runner.suite import suite_definition
 
     rows = manifest()
     if not rows:
         pytest.skip("no zoo weights shipped in tokbench/zoo_weights/")
     register_extractor("runner-gfid-test", lambda weights=None, device="cpu", **kw: _Moments())
     preset = rows[0]["preset"]
-    suite = dict(SAMPLE_SUITE, name="defaultgfid", tokenizers=[preset], metrics=["rfid"],
+    suite = dict(suite_definition("sample"), name="defaultgfid", tokenizers=[preset], metrics=["rfid"],
                  fid={"extractor": "runner-gfid-test", "weights": None})
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     out, board = tmp_path / "runs", tmp_path / "board"

@@ -163,7 +163,8 @@ def test_config_errors(tmp_path):
 def test_smoke_config_parses():
     from pathlib import Path
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "benchmarks" / "train" / "smoke.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "train_robust"
+                      / "smoke.yaml")
     assert cfg["data"]["resolution"] == 32 and cfg["perturb"]["enabled"]
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ROOT / "benchmarks" / "zoo-quick.yaml"
+QUICK = ROOT / "benchmarks" / "experiments" / "zoo-quick.yaml"
 
 
 class StandInFeatures:
@@ -169,7 +169,7 @@ def test_tokenizer_entries_extend_the_defaults():
 def test_every_shipped_zoo_config_resolves():
     from tokbench.zoo import resolve
 
-    for p in sorted(q for q in (ROOT / "benchmarks").glob("zoo*.yaml") if "suite" not in q.name):
+    for p in sorted(q for q in (ROOT / "benchmarks" / "experiments").glob("zoo*.yaml") if "suite" not in q.name):
         raw = yaml.safe_load(p.read_text())
         cfg = resolve(raw, where=str(p))
         assert len(cfg["tokenizers"]) >= (4 if "quick" in p.name else 8), p
@@ -230,7 +230,7 @@ def test_seed_replicate_changes_only_training_seeds():
 
     from tokbench.zoo.config import resolve, with_seed
 
-    raw = yaml.safe_load((ROOT / "benchmarks" / "zoo.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "benchmarks" / "experiments" / "zoo.yaml").read_text())
     base, rep = resolve(raw), resolve(with_seed(raw, 1))
     assert rep["name"] == "zoo-seed1" and base["name"] == "zoo"
     assert {t["train_config"]["seed"] for t in rep["tokenizers"]} == {1}

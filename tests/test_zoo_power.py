@@ -1,4 +1,4 @@
-"""The zoo power analysis' building blocks (benchmarks/zoo_power/power.py): row-wise Spearman, the copula's
+"""The zoo power analysis' building blocks (benchmarks/experiments/zoo_power/power.py): row-wise Spearman, the copula's
 feasibility, the noise decomposition."""
 
 import importlib.util
@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import spearmanr
 
 spec = importlib.util.spec_from_file_location("zoo_power", Path(__file__).resolve().parents[1] / "benchmarks" /
-                                              "zoo_power" / "power.py")
+                                              "experiments" / "zoo_power" / "power.py")
 power = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(power)
 

@@ -80,7 +80,7 @@ PROTOCOLS: dict[str, Protocol] = {p.code: p for p in [
              tokbench_gap="third-party number: its protocol is not known well enough to reproduce"),
     Protocol("P-RT", "pfid", "the same clean val-50k ADM crops", "50000", "ADM center_crop_arr 256", "ADM TF",
              "rounded clamp(127.5x+128)", "as rFID",
-             tokbench_gap=_TF + "; (α, δ) of the published table unpublished (benchmarks/robusttok-pfid.yaml); "
+             tokbench_gap=_TF + "; (α, δ) of the published table unpublished (tokbench/suites/robusttok-pfid.yaml); "
                                "upstream decodes under fp16 autocast, tokbench in float32"),
     Protocol("G-ADM", "gfid", "VIRTUAL_imagenet256_labeled.npz (ADM train statistics)", "50000 (50 per class)",
              "-", "ADM TF", "uint8 PNG/npz", tokbench_crop=None),
@@ -158,7 +158,7 @@ def protocol_gap(code: str) -> str:
 def paper_suite(preset: str, family: str, data: str | None = None) -> dict:
     """A suite dict measuring `preset` under its paper's rFID (and pFID) protocol, as far as tokbench can: ImageNet val
     50k at the native resolution, the family's crop when tokbench has it, reference = the same crops, and RobustTok's
-    pFID settings (benchmarks/robusttok-pfid.yaml) where the paper published a pFID. Raises when the crop cannot be
+    pFID settings (tokbench/suites/robusttok-pfid.yaml) where the paper published a pFID. Raises when the crop cannot be
     reproduced (say so rather than measure under another protocol silently)."""
     fam = FAMILY_PROTOCOLS.get(family)
     if fam is None:
@@ -170,14 +170,12 @@ def paper_suite(preset: str, family: str, data: str | None = None) -> dict:
         raise ValueError(f"{preset}: its paper's rFID protocol {proto.code} uses crop '{proto.crop}', which tokbench "
                          f"does not implement ({proto.tokbench_gap}); `--protocol paper` would not measure it as the "
                          "paper did")
-    import yaml
-
-    from .runner.suite import benchmarks_dir
+    from .runner.suite import suite_definition
 
     metrics = ["rfid", "usage", "psnr", "ssim"]
     pfid = None
     if headline(preset, "pfid") is not None:
-        rt = yaml.safe_load((benchmarks_dir() / "robusttok-pfid.yaml").read_text())
+        rt = suite_definition("robusttok-pfid")
         pfid, metrics = rt["pfid"], metrics + ["pfid"]
     return {"name": f"paper-{proto.code}", "description": f"{preset} under its paper's protocol: {proto.describe()}",
             "data": data or "~/data/imagenet/val", "num_images": 50000, "resolution": None, "crop": proto.tokbench_crop,

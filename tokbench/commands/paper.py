@@ -18,13 +18,13 @@ per tokenizer x generator) and `tokbench correlate --by generator`. Re-running t
 stages and resumes unfinished ones (markers in OUT/state/, checkpoints and token shards in OUT/work/).
 
 examples:
-  tokbench paper --config benchmarks/papers/robusttok-11x2.yaml --out results/papers/robusttok-11x2
-  tokbench paper --config benchmarks/papers/robusttok-11x2-dryrun.yaml --out /tmp/dryrun --device cpu   # CPU, minutes
+  tokbench paper --config benchmarks/experiments/papers/robusttok-11x2.yaml --out results/papers/robusttok-11x2
+  tokbench paper --config benchmarks/experiments/papers/robusttok-11x2-dryrun.yaml --out /tmp/dryrun --device cpu   # CPU, minutes
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="benchmarks/papers/<name>.yaml")
+    p.add_argument("--config", required=True, help="benchmarks/experiments/papers/<name>.yaml")
     p.add_argument("--out", required=True, help="output folder (paper.csv, correlation.md, runs/, summary.json)")
     p.add_argument("--work", default=None, help="checkpoints and token shards (default OUT/work)")
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when available)")

@@ -65,7 +65,9 @@ def _metrics(s: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", default=None, help="suite YAML or name in benchmarks/ (default: the embedded 'sample')")
+    p.add_argument("--suite", default=None,
+                   help="a suite YAML path, or the name of a packaged suite (tokbench/suites/: sample, imagenet256, "
+                        "robusttok-pfid); default: sample")
     p.add_argument("--protocol", choices=["suite", "paper"], default="suite",
                    help="'paper': measure each --tokenizer under its paper's published rFID/pFID protocol (ImageNet "
                         "val 50k via --data, the family's crop, RobustTok's pFID where one is published; refused "

@@ -8,7 +8,7 @@ from pathlib import Path
 NAME = "train-gen"
 HELP = "train an AR generator (LlamaGen-style GPT or RAR) on pre-tokenised data; torchrun-ready, exact resume"
 DESCRIPTION = """Train tokbench's AR generator on a folder written by `tokbench pretokenize`, with a config from
-benchmarks/gen/ (tiny.yaml for CPU, gpt-b.yaml, gpt-l.yaml, rar-b.yaml, rar-l.yaml). --arch rar (or model.arch: rar)
+benchmarks/experiments/gen/ (tiny.yaml for CPU, gpt-b.yaml, gpt-l.yaml, rar-b.yaml, rar-l.yaml). --arch rar (or model.arch: rar)
 trains RAR: random token orders with a probability annealed 1 -> 0, target-aware positions, raster sampling. AdamW, warm-up + cosine, bf16 autocast on GPU, EMA.
 Multi-GPU: torchrun --nproc_per_node N -m tokbench train-gen …. Re-running the same command resumes exactly from the
 last checkpoint. Writes OUT/generator.safetensors (for `tokbench sample`), OUT/state.pt and OUT/log.jsonl."""
@@ -17,7 +17,7 @@ ORDER = 61
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", required=True, help="token folder from `tokbench pretokenize`")
-    p.add_argument("--config", required=True, help="benchmarks/gen/<name>.yaml")
+    p.add_argument("--config", required=True, help="benchmarks/experiments/gen/<name>.yaml")
     p.add_argument("--out", help="output folder (default runs/gen/<config>-<tokens folder name>)")
     p.add_argument("--arch", choices=("gpt", "rar"), help="override model.arch (default: the config's, else gpt)")
     p.add_argument("--steps", type=int, help="override train.steps")

@@ -13,9 +13,9 @@ ORDER = 60
 DESCRIPTION = HELP + """
 
 examples:
-  tokbench train-robust --config benchmarks/train/smoke.yaml --data sample --out runs/smoke
-  tokbench train-robust --config benchmarks/train/smoke.yaml --data sample --out runs/smoke --resume
-  torchrun --nproc_per_node 8 -m tokbench train-robust --config benchmarks/train/experiment_conv32.yaml --data DIR
+  tokbench train-robust --config benchmarks/experiments/train_robust/smoke.yaml --data sample --out runs/smoke
+  tokbench train-robust --config benchmarks/experiments/train_robust/smoke.yaml --data sample --out runs/smoke --resume
+  torchrun --nproc_per_node 8 -m tokbench train-robust --config benchmarks/experiments/train_robust/experiment_conv32.yaml --data DIR
 
 The EMA weights are exported to OUT/tokenizer.safetensors, which `tokbench.load_tokenizer(path)` and `tokbench run`
 load like any tokenizer. OUT/log.jsonl has the losses, usage and perplexity; OUT/samples/ the reconstruction grids
@@ -23,7 +23,7 @@ load like any tokenizer. OUT/log.jsonl has the losses, usage and perplexity; OUT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="training YAML (see benchmarks/train/)")
+    p.add_argument("--config", required=True, help="training YAML (see benchmarks/experiments/train_robust/)")
     p.add_argument("--data", default="sample", help="'sample' (embedded images) or an image folder (default: sample)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")

@@ -18,21 +18,22 @@ correlate` and README.md. Re-running the same command skips finished stages and 
 checkpoints. Checkpoints and token shards go to OUT/work/ (not results; ignored by git).
 
 examples:
-  tokbench zoo                                   # benchmarks/zoo.yaml, the embedded sample set, results/zoo
+  tokbench zoo                                   # benchmarks/experiments/zoo.yaml, the embedded sample set, results/zoo
   tokbench zoo --quick --out /tmp/zoo-quick      # tiny models, few steps: minutes
-  tokbench zoo --config benchmarks/zoo.yaml --data /data/images --out results/zoo-mydata
+  tokbench zoo --config benchmarks/experiments/zoo.yaml --data /data/images --out results/zoo-mydata
   tokbench zoo --seed 1 --out results/zoo-seed1                        # a training-seed replicate
   tokbench zoo --pool results/zoo --pool results/zoo-seed1 --out results/zoo-pooled
 """
 
 
 def default_config() -> Path:
-    return Path(__file__).resolve().parents[2] / "benchmarks" / "zoo.yaml"
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "experiments" / "zoo.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None,
-                   help="zoo YAML (default benchmarks/zoo.yaml; with --quick and no --config: benchmarks/zoo-quick.yaml)")
+                   help="zoo YAML (default benchmarks/experiments/zoo.yaml; with --quick and no --config: "
+                        "benchmarks/experiments/zoo-quick.yaml)")
     p.add_argument("--data", default=None, help="image folder or 'sample' (default: the config's, i.e. sample)")
     p.add_argument("--out", default="results/zoo", help="output folder (default results/zoo)")
     p.add_argument("--work", default=None, help="checkpoints and token shards (default OUT/work)")

@@ -311,7 +311,8 @@ def split_by_source(ds: ImageDataset, held_out_fraction: float = 0.25, seed: int
 
 SAMPLE_SPLIT = {"held_out_fraction": 0.25, "seed": 0}
 """The split of the embedded sample set that `sample:train` / `sample:heldout` name: the one the shipped zoo
-tokenizers and generators were trained with (`benchmarks/zoo.yaml`), so `sample:heldout` is never trained on."""
+tokenizers and generators were trained with (`benchmarks/experiments/zoo.yaml`), so `sample:heldout` is never trained
+on."""
 SAMPLE_PARTS = {"sample:train": 0, "sample:heldout": 1}
 
 

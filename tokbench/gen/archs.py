@@ -19,7 +19,8 @@ def arch_of(model: dict) -> str:
 
 
 def generator_config(model: dict) -> GeneratorConfig | RARConfig:
-    """A config section (`model:` of benchmarks/gen/*.yaml, or a checkpoint's stored config) → its config object."""
+    """A config section (`model:` of benchmarks/experiments/gen/*.yaml, or a checkpoint's stored config) → its config
+    object."""
     return ARCHS[arch_of(model)][0].from_dict(model)
 
 

@@ -74,7 +74,7 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """A whole `benchmarks/gen/<name>.yaml`: model architecture, training, default sampler settings."""
+    """A whole `benchmarks/experiments/gen/<name>.yaml`: model architecture, training, default sampler settings."""
 
     model: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -87,7 +87,7 @@ class RunConfig:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"generator config {path} does not exist (see benchmarks/gen/)")
+            raise FileNotFoundError(f"generator config {path} does not exist (see benchmarks/experiments/gen/)")
         d = yaml.safe_load(path.read_text()) or {}
         return cls.from_dict(d, name=path.stem)
 

@@ -6,9 +6,8 @@ from .gfid_step import GfidOptions, SuiteResults
 from .leaderboard import build as build_leaderboard
 from .leaderboard import write_leaderboard
 from .schema import SCHEMA, read_result, result_path
-from .suite import SAMPLE_SUITE, PfidSpec, Suite, apply_overrides, load_suite
+from .suite import PfidSpec, Suite, apply_overrides, load_suite, packaged_suites, suite_definition
 
 __all__ = ["Interrupted", "RunOptions", "evaluate", "run_suite", "summary_table", "build_leaderboard",
-           "write_leaderboard", "SCHEMA", "read_result", "result_path", "SAMPLE_SUITE", "PfidSpec", "Suite",
-           "apply_overrides", "load_suite"]
-__all__ += ["GfidOptions", "SuiteResults"]
+           "write_leaderboard", "SCHEMA", "read_result", "result_path", "packaged_suites", "suite_definition",
+           "PfidSpec", "Suite", "apply_overrides", "load_suite", "GfidOptions", "SuiteResults"]

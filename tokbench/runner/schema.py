@@ -15,7 +15,8 @@ File name (`tokbench.result_identity`): `<out>/<tokenizer>__<suite>__<data8>-<pr
                  vocab_size, tokens_per_image, quantizer, paper, code_license, weights_license, weight_source, notes},
                 "layout": {"groups": [...]}, "token_spaces": [{"kind", "vocab_size", "metric"|"bits"|"levels"}],
                 "weights": {"source": spec, "path": local file, "sha256": file hash} | null},
-  "suite": {"name": "imagenet256", "file": path or "(embedded)", "definition": {the suite as run}},
+  "suite": {"name": "imagenet256", "file": "tokbench/suites/imagenet256.yaml" (packaged) or the path given,
+            "definition": {the suite as run}},
   "protocol": {                                       # everything that makes numbers comparable (leaderboard key)
       "data": {dataset.describe(): kind, root, num_images, content_hash, resolution, crop …},
       "num_images": N evaluated (after skipped bad images), "resolution": 256, "crop": "adm",

@@ -1,14 +1,16 @@
-"""Benchmark suites: YAML files in `benchmarks/` that fix the data, the metrics and the pFID settings.
+"""Benchmark suites: YAML files that fix the data, the metrics and the pFID settings.
 
-`sample` (the default of a plain `tokbench run`: the shipped zoo tokenizers on the held-out part of the embedded sample
-set, with gFID of their shipped generators) is embedded here so that an installed package runs offline without the
-repository; `benchmarks/sample.yaml` is the same definition (a test keeps them equal).
+The shipped suites live in the package (`tokbench/suites/<name>.yaml`, package data), so an installed tokbench finds
+them by name without the repository; `sample` (the default of a plain `tokbench run`: the shipped zoo tokenizers on the
+held-out part of the embedded sample set, with gFID of their shipped generators) is one of them. Any other suite is a
+YAML path.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +21,8 @@ from ..perturb import DEFAULT_MODE, PerturbSetting
 KNOWN_METRICS = ("rfid", "pfid", "kid", "usage", "psnr", "ssim")
 GFID_KEYS = ("generators", "reference", "num", "seed")
 
-SAMPLE_SUITE: dict = {
-    "name": "sample",
-    "description": "Offline default: the in-house zoo tokenizers shipped in the package (trained by `tokbench zoo` on "
-                   "the training split of the embedded scikit-image sample set) on its held-out split at 32 px (36 "
-                   "crops of 4 photographs they never saw), with gFID of their shipped generators against the training "
-                   "split (90 images). The standard 2048-d Inception pool features; KID (unbiased at 36 images) beside "
-                   "FID. NOT a research-grade reference; finishes in minutes on a laptop CPU.",
-    "data": "sample:heldout",
-    "num_images": None,
-    "resolution": 32,
-    "crop": "adm",
-    "tokenizers": ["available"],
-    "metrics": ["rfid", "pfid", "kid", "usage", "psnr", "ssim"],
-    "pfid": {"alpha": [0.5], "delta": [0.1], "seeds": [0], "mode": "feature", "exclude_self": False, "beta": 1.0,
-             "scales": None},
-    "fid": {"extractor": "inception-v3-compat", "weights": None, "feature": "2048"},
-    "batch_size": 36,
-    "chunk_size": 256,
-    "usage_window": 256,
-    "gfid": {"generators": "shipped", "reference": "sample:train", "num": None, "seed": 0},
-}
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"  # package data: found after a plain `pip install .`
+DEFAULT_SUITE = "sample"
 
 
 @dataclass
@@ -133,19 +116,12 @@ class Suite:
             raise ValueError(f"suite {file}: {e}") from None
 
 
-def benchmarks_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "benchmarks"
+def packaged_suites() -> list[str]:
+    """Names of the suites shipped in the package (`--suite <name>`)."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
 
 
-def load_suite(spec: str | None) -> Suite:
-    """A YAML path, a suite name in `benchmarks/` (`imagenet256`), or None / "sample" for the embedded default."""
-    if spec is None or spec == "sample":
-        return Suite.from_dict(SAMPLE_SUITE)
-    p = Path(spec).expanduser()
-    if not p.exists() and not p.suffix:
-        p = benchmarks_dir() / f"{spec}.yaml"
-    if not p.exists():
-        raise FileNotFoundError(f"suite {spec!r} not found (a YAML file, or a name in {benchmarks_dir()})")
+def _read_yaml(p: Path) -> dict:
     try:
         d = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
@@ -154,7 +130,32 @@ def load_suite(spec: str | None) -> Suite:
         raise ValueError(f"suite {where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(d, dict):
         raise ValueError(f"suite {p} is not a YAML mapping")
-    return Suite.from_dict(d, file=str(p))
+    return d
+
+
+def suite_definition(name: str) -> dict:
+    """A packaged suite's definition as a fresh dict (each file read once per process): `suite_definition("sample")`."""
+    if not (SUITES_DIR / f"{name}.yaml").is_file():
+        raise FileNotFoundError(f"suite {name!r} not found: neither a YAML file nor a packaged suite "
+                                f"({', '.join(packaged_suites())})")
+    return copy.deepcopy(_packaged(name))
+
+
+@lru_cache(maxsize=None)
+def _packaged(name: str) -> dict:
+    return _read_yaml(SUITES_DIR / f"{name}.yaml")
+
+
+def load_suite(spec: str | None) -> Suite:
+    """A YAML path (a path is a path), else the name of a packaged suite (`imagenet256`); None: `sample`."""
+    spec = DEFAULT_SUITE if spec is None else spec
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return Suite.from_dict(_read_yaml(p), file=str(p))
+    if p.suffix or len(p.parts) > 1:
+        hint = f"; the packaged suite is `--suite {p.stem}`" if p.stem in packaged_suites() else ""
+        raise FileNotFoundError(f"suite file {spec} does not exist{hint}")
+    return Suite.from_dict(suite_definition(spec), file=f"tokbench/suites/{spec}.yaml")
 
 
 def apply_overrides(suite: Suite, **kw: Any) -> Suite:

@@ -72,7 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "regvq": {  # Reg-VQ (re-implementation; see tokbench.train.regularizers)
         "prior_weight": 0.0,
         "mask_ratio": 0.0,  # the paper's 0.4 when enabled
-        "temperature": 0.1,  # logits −‖ẑ − ê‖²/τ; 0.1: P(draw = argmax) ≈ 0.5 (benchmarks/train/regvq_temperature.py)
+        # logits −‖ẑ − ê‖²/τ; 0.1: P(draw = argmax) ≈ 0.5 (benchmarks/experiments/train_robust/regvq_temperature.py)
+        "temperature": 0.1,
         "gumbel_tau": 1.0,  # Gumbel-softmax relaxation temperature τ_g of the stochastic positions (taming's default)
         "relaxation": "soft",  # soft (Σ y_n e_n forward) | straight_through (e_draw forward, Gumbel-softmax gradient)
         "pcl_weight": 0.0,

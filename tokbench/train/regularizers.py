@@ -5,7 +5,8 @@ open choice is a setting recorded in the training log.
 Adaptation to distance-based VQ: logits ℓ_tn = −‖ẑ_t − ê_n‖² / τ (ẑ, ê normalised for cosine codebooks). τ is the
 `temperature` setting, default 0.1, chosen by a measured criterion (the paper gives none): on the trained zoo
 conv-k256 (cosine, 8-d) a Gumbel-max draw equals the argmax with P = 0.54 at τ = 0.1 (mean rank 1.7 of 256), against
-P = 0.017 (median rank 62: a near-random code) at τ = 1; `benchmarks/train/regvq_temperature.py` measures it.
+P = 0.017 (median rank 62: a near-random code) at τ = 1; `benchmarks/experiments/train_robust/regvq_temperature.py`
+measures it.
 
 Choices (defaults; all settable in the config's `regvq` section):
 - mask: Bernoulli(`mask_ratio`=0.4) per position; masked positions are quantised stochastically as in Gumbel-VQ,

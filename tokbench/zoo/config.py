@@ -1,4 +1,4 @@
-"""The zoo configuration: one YAML (`benchmarks/zoo.yaml`) that fixes the data, the split, every tokenizer's
+"""The zoo configuration: one YAML (`benchmarks/experiments/zoo.yaml`) that fixes the data, the split, every tokenizer's
 training config, the one generator recipe shared by all tokenizers, and the measurement protocol.
 
 Every tokenizer entry is a `tokbench train-robust` config written as overrides on `tokenizer_defaults`, so that
@@ -121,7 +121,7 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
         q = raw.get("quick")
         if not q:
             raise ValueError(f"{where}: --quick needs a `quick:` section in the config (or use "
-                             "benchmarks/zoo-quick.yaml)")
+                             "benchmarks/experiments/zoo-quick.yaml)")
         cfg = deep_merge(cfg, q)
         cfg["name"] = q.get("name", f"{cfg['name']}-quick")
     cfg["quick"] = None
@@ -194,7 +194,7 @@ def with_seed(raw: dict, seed: int) -> dict:
 def load(path: str | Path, *, quick: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"zoo config {path} does not exist (see benchmarks/zoo.yaml)")
+        raise FileNotFoundError(f"zoo config {path} does not exist (see benchmarks/experiments/zoo.yaml)")
     return resolve(yaml.safe_load(path.read_text()) or {}, quick=quick, where=str(path))
 
 

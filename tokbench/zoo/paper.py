@@ -1,4 +1,4 @@
-"""A paper experiment over *frozen* tokenizers (e.g. RobustTok's correlation study, `benchmarks/papers/
+"""A paper experiment over *frozen* tokenizers (e.g. RobustTok's correlation study, `benchmarks/experiments/papers/
 robusttok-11x2.yaml`): for every official tokenizer, pre-tokenise an ImageNet-style train folder (ten-crop with flips,
 as LlamaGen) → train one generator per architecture (LlamaGen-style GPT and RAR) with one recipe each → rFID, pFID,
 codebook statistics on the validation folder (the runner) → gFID of every generator (N samples with CFG against a
@@ -7,7 +7,7 @@ correlate` per generator.
 
 It reuses the zoo's resumable stage machinery (`tokbench.zoo.pipeline.Stages`: a finished stage leaves a marker keyed
 by the hash of everything it depends on; unfinished ones resume from their own checkpoints). Frozen tokenizers have no
-training stage. Run it with `tokbench paper --config benchmarks/papers/robusttok-11x2.yaml`.
+training stage. Run it with `tokbench paper --config benchmarks/experiments/papers/robusttok-11x2.yaml`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def load(path: str | Path) -> dict:
     """The resolved experiment: defaults ← `base:` file(s) ← this file (mappings merged, lists replaced)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"paper config {path} does not exist (see benchmarks/papers/)")
+        raise FileNotFoundError(f"paper config {path} does not exist (see benchmarks/experiments/papers/)")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a paper config is a YAML mapping")
@@ -119,7 +119,7 @@ def resolve(raw: dict, where: Path) -> dict:
         raise ValueError(f"{where}: tokenizers must be a non-empty list with distinct names")
     cfg["tokenizers"] = toks
     if not cfg["generators"]:
-        raise ValueError(f"{where}: generators is empty (e.g. gpt: {{config: benchmarks/gen/gpt-l.yaml}})")
+        raise ValueError(f"{where}: generators is empty (e.g. gpt: {{config: benchmarks/experiments/gen/gpt-l.yaml}})")
     from ..gen.train import RunConfig
 
     gens = {}

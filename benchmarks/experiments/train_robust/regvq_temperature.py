@@ -3,7 +3,7 @@ trained tokenizer: P(draw = argmax) = mean over tokens of max softmax(ℓ/τ) (e
 of a Gumbel-max draw among the codes (sampled, seed 0). The criterion behind `regvq.temperature` = 0.1: the draw is a
 near miss (P(draw = argmax) ≈ 0.5, mean rank ≈ 1-2), not a near-random code (τ = 1: P ≈ 0.02 on conv-k256).
 
-    python benchmarks/train/regvq_temperature.py [--tokenizer tokbench-zoo-conv-k256] [--json out.json]
+    python benchmarks/experiments/train_robust/regvq_temperature.py [--tokenizer tokbench-zoo-conv-k256] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ TAUS = (1.0, 0.3, 0.2, 0.1, 0.05, 0.03, 0.01)
 def measure(tokenizer: str, data: str, resolution: int, taus=TAUS, seed: int = 0) -> dict:
     import tokbench
     from tokbench.data import open_dataset
-    from tokbench.zoo import presets  # noqa: F401 - registers the shipped zoo presets
 
     tok = tokbench.load_tokenizer(tokenizer).eval()
     ds = open_dataset(data, resolution)

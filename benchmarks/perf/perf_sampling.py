@@ -1,7 +1,7 @@
 """Sampling speed of the AR generator: tokens/second with and without the KV cache.
 
 CPU default: a tiny class-conditional model over a 16x16 grid (256 tokens), vocabulary 1024.
-GPU (issue 8): `python benchmarks/perf_sampling.py --device cuda --size gpt-b --vocab 16384 --batch 256 --no-nocache --bf16`
+GPU (issue 8): `python benchmarks/perf/perf_sampling.py --device cuda --size gpt-b --vocab 16384 --batch 256 --no-nocache --bf16`
 Random weights: speed does not depend on them (the sampler always runs all steps).
 """
 

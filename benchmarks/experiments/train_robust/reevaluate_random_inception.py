@@ -3,7 +3,7 @@ Inception (same models, same held-out split, same pFID draws), so that real and 
 identical models. Run with an empty TOKBENCH_CACHE and no fid-helper wheel, so that the fallback is the one used:
 
     TOKBENCH_CACHE=$(mktemp -d) TOKBENCH_OFFLINE=1 OMP_NUM_THREADS=1 \
-        python benchmarks/train/reevaluate_random_inception.py RUNS_ROOT
+        python benchmarks/experiments/train_robust/reevaluate_random_inception.py RUNS_ROOT
 
 RUNS_ROOT holds the --out folders of the three perturb_experiment.py runs (perturb_exp, perturb_exp_seed1,
 perturb_exp_taming). Writes results/train-robust/real-inception/same_models_random_inception.json.

@@ -1,4 +1,4 @@
-"""GPU-hours of the paper experiment (benchmarks/papers/robusttok-11x2.yaml) per tokenizer on one H100, estimated
+"""GPU-hours of the paper experiment (benchmarks/experiments/papers/robusttok-11x2.yaml) per tokenizer on one H100, estimated
 from FLOPs (no GPU was lent when this was written: an ESTIMATE, not a measurement). Prints the arithmetic.
 
 Training FLOPs = 3 (forward + backward) x forward FLOPs per position x positions; forward FLOPs per position =
@@ -8,7 +8,7 @@ length (GPT: 1 class + L−1 tokens; RAR: cls + class + L−1 tokens). Sampling 
 null-class half) x L steps x forward FLOPs per position (KV cache; sampling is memory-bound, so this is a floor). Throughput: 40 % MFU of the H100 SXM's 989 dense
 bf16 TFLOP/s. Tokenizer-side work (ten-crop encoding, rFID/pFID decoding) is not included.
 
-    python benchmarks/gpu_hours.py [--config benchmarks/papers/robusttok-11x2.yaml] [--mfu 0.4]
+    python benchmarks/perf/gpu_hours.py [--config benchmarks/experiments/papers/robusttok-11x2.yaml] [--mfu 0.4]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 IMAGENET_TRAIN = 1_281_167
 PEAK = 989e12  # H100 SXM dense bf16 FLOP/s
@@ -32,7 +32,7 @@ def main() -> int:
     from tokbench.zoo.paper import load
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(Path(__file__).parent / "papers" / "robusttok-11x2.yaml"))
+    p.add_argument("--config", default=str(Path(__file__).parents[1] / "experiments" / "papers" / "robusttok-11x2.yaml"))
     p.add_argument("--mfu", type=float, default=0.4)
     a = p.parse_args()
     cfg = load(a.config)

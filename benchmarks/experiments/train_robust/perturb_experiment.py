@@ -4,7 +4,7 @@ evaluate them through the benchmark runner (`tokbench.runner.evaluate`) on the h
 each α of eval.perturb_alphas, δ = eval.perturb_delta nearest codes to the encoder feature), usage, perplexity, PSNR;
 plus the trainer's own held-out PSNR from perturbed tokens.
 
-    python benchmarks/train/perturb_experiment.py --config benchmarks/train/experiment_conv32.yaml --data sample \\
+    python benchmarks/experiments/train_robust/perturb_experiment.py --config benchmarks/experiments/train_robust/experiment_conv32.yaml --data sample \\
         --out runs/perturb_experiment --results results/train-robust/perturb_experiment.json
 
 FID uses `tokbench.fid.get_extractor(eval.fid_extractor, eval.fid_weights)`: the real FID Inception when its weights

@@ -11,8 +11,8 @@
 (d) Fréchet distance time alone, 2048-d synthetic features: 5 distances against one reference at N and at
     --frechet-n (default 5000), per method (auto = exact small-N form when N ≤ d, else eigh; sqrtm with --sqrtm).
 
-    python benchmarks/perf_pipeline.py                       # CPU, pixel-VQ baseline, N=16
-    python benchmarks/perf_pipeline.py --device cuda --num-images 1000 --tokenizer <preset> --random-weights --bf16
+    python benchmarks/perf/perf_pipeline.py                       # CPU, pixel-VQ baseline, N=16
+    python benchmarks/perf/perf_pipeline.py --device cuda --num-images 1000 --tokenizer <preset> --random-weights --bf16
 Offline without Inception weights the flagged random-weight Inception is used (same cost as the real one).
 """
 

@@ -1,4 +1,4 @@
-"""GPU check (issue 18), driven by benchmarks/gpu_check.sh: prints one table and writes one JSON. Parts:
+"""GPU check (issue 18), driven by benchmarks/perf/gpu_check.sh: prints one table and writes one JSON. Parts:
 
 parity   every parity-fixture tokenizer on the device in fp32 (TF32 off) against the same code on the CPU (which the
          adapter tests pin to the fixtures): ids exact, decoded images within 2e-4; and the bf16-autocast deviation
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 FIXTURES = {  # fixture folder → family (the 16 tokenizers of tests/test_gen_every_layout.py)

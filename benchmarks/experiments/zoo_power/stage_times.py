@@ -7,7 +7,7 @@ Inception seconds per image (64-d and 2048-d layer, random weights: same compute
 config's full time per stage extrapolated from those. Times are CPU seconds of this (single-threaded) process —
 on a shared box wall time is longer by however much the core is contended. Writes JSON; prints a table.
 
-    OMP_NUM_THREADS=1 python benchmarks/zoo_power/stage_times.py --config benchmarks/zoo-v2.yaml \\
+    OMP_NUM_THREADS=1 python benchmarks/experiments/zoo_power/stage_times.py --config benchmarks/experiments/zoo-v2.yaml \\
         --json results/zoo-power/stage_times.json          # ~10 min on a loaded 2-core box
 """
 
@@ -104,7 +104,7 @@ def estimate(cfg: dict, tok_times: dict, gen_times: dict, inc: float, n_train: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="benchmarks/zoo-v2.yaml")
+    ap.add_argument("--config", default="benchmarks/experiments/zoo-v2.yaml")
     ap.add_argument("--steps", type=int, default=150, help="timed tokenizer steps per probe (after 5 warm-up)")
     ap.add_argument("--gen-steps", type=int, default=40)
     ap.add_argument("--json", type=Path, default=None)

@@ -4,9 +4,9 @@ One shipped zoo generator (default: conv-k256, trained by `tokbench zoo`) draws 
 seed, the gFID protocol's rule), each embedded once by the zoo's extractor (the committed zoo's random-weight
 Inception, 64-d); the FD against the zoo's training split is then computed on disjoint subsets of n samples for
 several n. The spread over subsets of equal n is the sampling noise at n; its n-dependence is what the power analysis
-(`benchmarks/zoo_power/power.py`) extrapolates to ≥ 1,000 samples. Single-threaded: about 2 minutes.
+(`benchmarks/experiments/zoo_power/power.py`) extrapolates to ≥ 1,000 samples. Single-threaded: about 2 minutes.
 
-    python benchmarks/zoo_power/gfid_noise.py --json results/zoo-power/gfid_sampling_noise.json
+    python benchmarks/experiments/zoo_power/gfid_noise.py --json results/zoo-power/gfid_sampling_noise.json
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ def measure(preset: str, total: int, sizes=SIZES, feature: str = "64", seed: int
     from tokbench.fid import StatsAccumulator, frechet_distance, get_extractor, reference_stats
     from tokbench.gen import SamplingConfig, load_generator, sample_images
     from tokbench.registry import load_tokenizer
-    from tokbench.zoo import presets
+    from tokbench.models import shipped_zoo
 
     t0 = time.time()
     tok = load_tokenizer(preset).eval()
-    gen, _ = load_generator(presets.generator_path(preset))
+    gen, _ = load_generator(shipped_zoo.generator_path(preset))
     ext = get_extractor("inception-v3-compat", None, device="cpu", feature=feature)
     ds = open_dataset("sample", 32)
-    train, _ = split_by_source(ds, 0.25, 0)  # the zoo's split (benchmarks/zoo.yaml data)
+    train, _ = split_by_source(ds, 0.25, 0)  # the zoo's split (benchmarks/experiments/zoo.yaml data)
     ref, _ = reference_stats(train, ext, batch_size=64, use_cache=False)
     feats = []
     for _, _, images in sample_images(gen, tok, num=total, settings=SamplingConfig(), seed=seed, batch_size=90,

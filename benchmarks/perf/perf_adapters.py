@@ -4,9 +4,9 @@ Every adapter module lists the presets worth timing in `BENCH_PRESETS`; this scr
 named with --presets) and times `encode(uint8 images)` and `decode(tokens)` at each preset's own resolution, in fp32 and
 under bf16 autocast. Weights are random (architecture speed only; no downloads).
 
-    python benchmarks/perf_adapters.py                                  # GPU, batch 64, every preset
-    python benchmarks/perf_adapters.py --device cpu --batch 2 --presets llamagen-vq16
-    python benchmarks/perf_adapters.py --out results/perf_adapters.json
+    python benchmarks/perf/perf_adapters.py                                  # GPU, batch 64, every preset
+    python benchmarks/perf/perf_adapters.py --device cpu --batch 2 --presets llamagen-vq16
+    python benchmarks/perf/perf_adapters.py --out results/perf_adapters.json
 """
 
 from __future__ import annotations

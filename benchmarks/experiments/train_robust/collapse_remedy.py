@@ -1,7 +1,7 @@
 """Codebook collapse remedies, measured: train one config under several overrides (same seed, same steps) and report
 codebook usage / perplexity of the EMA model's clean ids on the held-out split (and of the last training batches).
 
-    python benchmarks/train/collapse_remedy.py --config benchmarks/train/smoke.yaml --steps 200 \\
+    python benchmarks/experiments/train_robust/collapse_remedy.py --config benchmarks/experiments/train_robust/smoke.yaml --steps 200 \\
         --variant base='{"codebook": {"dead_after": 0}}' \\
         --variant restart='{"codebook": {"dead_after": 50, "check_every": 10}}' \\
         --out runs/collapse_remedy

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of issue 18, ready to run on one GPU machine (<= 8 min on one H100): prints one table, writes one JSON.
-#   benchmarks/gpu_check.sh [OUT_DIR]            # default OUT_DIR=results/gpu -> results/gpu/gpu_check.json
-#   DEVICE=cpu TINY=1 benchmarks/gpu_check.sh /tmp/gc   # CPU smoke run of the script itself (figures meaningless)
-# Parts (benchmarks/gpu_check.py): fixture parity on the device in fp32 (ids exact, images within 2e-4) + bf16
+#   benchmarks/perf/gpu_check.sh [OUT_DIR]            # default OUT_DIR=results/gpu -> results/gpu/gpu_check.json
+#   DEVICE=cpu TINY=1 benchmarks/perf/gpu_check.sh /tmp/gc   # CPU smoke run of the script itself (figures meaningless)
+# Parts (benchmarks/perf/gpu_check.py): fixture parity on the device in fp32 (ids exact, images within 2e-4) + bf16
 # deviation; runner images/s end to end vs decode-only (conv VQ, 256 px, bf16; goal >= 50 %); KV-cache speed-up of
 # GPT-B and RAR-B at batch 256 in bf16 (goal >= 5x); then a single-node torchrun smoke run of `tokbench run` that must
 # equal one process (NCCL with one rank per GPU when >= 2 GPUs; with one GPU NCCL cannot put two ranks on it, so the
@@ -22,7 +22,7 @@ FLAG=()
 T_PARTS=420; T_ONE=120; T_MULTI=180   # the <= 8 min budget on one H100
 if [ "$TINY" = 1 ]; then FLAG=(--tiny); T_PARTS=1200; T_ONE=600; T_MULTI=900; fi   # slow CPU Inception
 
-timeout "$T_PARTS" python benchmarks/gpu_check.py --device "$DEVICE" "${FLAG[@]}" --json "$JSON" >"$WORK/parts.log" 2>&1 \
+timeout "$T_PARTS" python benchmarks/perf/gpu_check.py --device "$DEVICE" "${FLAG[@]}" --json "$JSON" >"$WORK/parts.log" 2>&1 \
   || { tail -n 30 "$WORK/parts.log"; echo "gpu_check.py failed or ran past ${T_PARTS} s" >&2; exit 1; }
 
 # torchrun smoke: N ranks of `tokbench run` give the result of one process --------------------------------------------
@@ -64,5 +64,5 @@ res.setdefault("extra", {})["torchrun " + nproc + " ranks (" + backend + ") vs 1
 json.dump(res, open(out + ".tmp", "w"), indent=1)
 os.replace(out + ".tmp", out)
 PY
-python benchmarks/gpu_check.py --json "$JSON" --table-only
+python benchmarks/perf/gpu_check.py --json "$JSON" --table-only
 echo "-> $JSON"

@@ -1,7 +1,7 @@
 """How long the CLI takes to answer `tokbench --help` and `tokbench list` (target: < 1 s each; neither imports
 torch). `list` is measured cold (its preset table cache empty: every adapter and torch imported once) and warm.
 
-    python benchmarks/cli_startup.py [--repeat 5]
+    python benchmarks/perf/cli_startup.py [--repeat 5]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def timed(argv: list[str], env: dict) -> float:
