@@ -208,3 +208,31 @@ def test_published_table_runs(tmp_path):
     rep = json.loads((tmp_path / "correlation.json").read_text())
     assert rep["by"] == "generator"
     assert rep["coverage"]["with_rfid_pfid_and_target"] == 6  # robusttok-zero, robustok-main, imagefolder, maskgit, llamagen, var
+
+
+def test_library_call_writes_what_the_command_writes(tmp_path, capsys):
+    """The zoo, pool and paper call `tokbench.report.correlate` directly: same report as the CLI, and the command line
+    it records for provenance parses back (through the CLI's own parser) into the same request."""
+    import argparse
+
+    from tokbench.commands import correlate as command
+    from tokbench.report.correlate import CorrelateRequest, run
+
+    table = _csv(tmp_path, GOOD)
+    req = CorrelateRequest(out=tmp_path / "lib", tables=[table], metrics=["rfid", "pfid"], where=["generator=G1"],
+                           compare=[("pfid", "rfid")], methods=["spearman", "kendall"], resamples=500, seed=3,
+                           name="corr", plots=False, html=False)
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    assert command.request(p.parse_args(req.argv())) == CorrelateRequest(
+        **{**req.__dict__, "out": str(req.out), "tables": [str(table)]})
+    assert req.command().startswith("tokbench correlate --table ")
+    res = run(req, log=None)
+    assert capsys.readouterr().out == ""
+    argv = req.argv()
+    argv[argv.index("--out") + 1] = str(tmp_path / "cli")
+    assert main(["correlate", *argv]) == 0
+    lib, cli = (json.loads((tmp_path / d / "corr.json").read_text()) for d in ("lib", "cli"))
+    assert lib["sections"] == cli["sections"] == json.loads(json.dumps(res.report, default=str))["sections"]
+    assert (tmp_path / "lib" / "corr.md").read_text() == (tmp_path / "cli" / "corr.md").read_text()
+    assert not (tmp_path / "lib" / "index.html").exists()
