@@ -26,6 +26,8 @@ import yaml
 from .config import deep_merge, stable_hash
 from ..report import correlate
 from ..report.correlate import CorrelateRequest
+from ..report.inputs import rows_from_results
+from ..report.render import write_text_atomic
 from .pipeline import Stages, _rel, write_json
 
 TOP_KEYS = {"name", "description", "notes", "base", "data", "tokenizers", "pretokenize", "generators", "gfid",
@@ -303,8 +305,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: PaperOptions, stages: Stages, tr
 
 def table_rows(cfg: dict, records: list[dict]) -> list[dict]:
     """One row per tokenizer × generator: the runner's metrics (as `tokbench correlate` reads result files) + gFID."""
-    from ..report.inputs import rows_from_results
-
     rows = []
     for r in records:
         df = rows_from_results([Path(r["measure"]["result"])])
@@ -327,7 +327,6 @@ def correlate_request(cfg: dict, out: Path) -> CorrelateRequest:
 
 def finish(cfg: dict, opts: PaperOptions, suite, records: list[dict], seconds: float) -> dict:
     from ..runner import write_leaderboard
-    from ..report.render import write_text_atomic
 
     out = opts.out
     write_leaderboard(out / "runs", out, suite=suite.name)

@@ -29,13 +29,13 @@ import yaml
 from ..runner.schema import write_json_atomic
 from ..report import correlate
 from ..report.correlate import CorrelateRequest
+from ..report.inputs import metric_columns as numeric_metrics
+from ..report.inputs import rows_from_results
 from ..report.render import write_text_atomic
 from .report import correlation_lines, md_table, verdict
 
 
 def _replicate(folder: Path) -> dict:
-    from ..report.inputs import rows_from_results
-
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{folder}: no summary.json — not a finished `tokbench zoo` output folder")
@@ -85,8 +85,6 @@ def check_replicates(reps: list[dict]) -> None:
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    from ..report.inputs import metric_columns as numeric_metrics
-
     return [c for c in numeric_metrics(df, "gfid") if c not in ("entropy_norm",)] + ["gfid"]
 
 

@@ -17,11 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from ..io import write_json_atomic, write_text_atomic
 from ..report import correlate
 from ..report.correlate import CorrelateRequest, parse_compare
+from ..report.inputs import NAME_COLUMN, rows_from_results
 from .config import generator_label, generator_recipes, gfid_references
 
 
@@ -158,10 +160,6 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
     recs = [t for t in summary["tokenizers"] if t["result"].get("gfid_all")]
     if not recs:
         return None, []
-    import pandas as pd
-
-    from ..report.inputs import NAME_COLUMN, rows_from_results
-
     rows = []
     targets: list[str] = []
     for t in recs:
