@@ -147,6 +147,18 @@ def test_direction_rules():
     assert inputs.direction("entropy_norm") == "higher" and inputs.direction("tokens") == "unknown"
     assert inputs.expected_sign("psnr", "gfid") == -1 and inputs.expected_sign("rfid", "gfid") == 1
     assert inputs.expected_sign("mystery", "gfid") is None
+    # the metric registry decides: KIDs are FID-like, labels and keys name the same metric
+    assert inputs.direction("rkid") == inputs.direction("pkid@alpha=0.5") == "lower"
+    assert inputs.direction("inception_score") == inputs.direction("IS") == "higher"
+
+
+def test_metric_registry_labels_and_formats():
+    from tokbench.results.metrics import BY_KEY, lookup
+
+    assert lookup("pFID α=0.5 δ=0.1 (code)") is BY_KEY["pfid"] is lookup("pfid@alpha=0.5,delta=0.1,mode=code")
+    assert lookup("usage/256img") is BY_KEY["usage_per_window"] and lookup("tokens") is None
+    assert lookup("usage").format(0.4321) == "43.2%" and lookup("SSIM").format(0.81234) == "0.8123"
+    assert lookup("rKID (paper)").format(0.001234) == "0.0012" and lookup("perplexity").format(812.35) == "812.4"
 
 
 def _result(name, rfid, pfids, gfid=None, status="ok"):
