@@ -147,6 +147,18 @@ def test_direction_rules():
     assert inputs.direction("entropy_norm") == "higher" and inputs.direction("tokens") == "unknown"
     assert inputs.expected_sign("psnr", "gfid") == -1 and inputs.expected_sign("rfid", "gfid") == 1
     assert inputs.expected_sign("mystery", "gfid") is None
+    # the metric registry decides: KIDs are FID-like, labels and keys name the same metric
+    assert inputs.direction("rkid") == inputs.direction("pkid@alpha=0.5") == "lower"
+    assert inputs.direction("inception_score") == inputs.direction("IS") == "higher"
+
+
+def test_metric_registry_labels_and_formats():
+    from tokbench.results.metrics import BY_KEY, lookup
+
+    assert lookup("pFID α=0.5 δ=0.1 (code)") is BY_KEY["pfid"] is lookup("pfid@alpha=0.5,delta=0.1,mode=code")
+    assert lookup("usage/256img") is BY_KEY["usage_per_window"] and lookup("tokens") is None
+    assert lookup("usage").format(0.4321) == "43.2%" and lookup("SSIM").format(0.81234) == "0.8123"
+    assert lookup("rKID (paper)").format(0.001234) == "0.0012" and lookup("perplexity").format(812.35) == "812.4"
 
 
 def _result(name, rfid, pfids, gfid=None, status="ok"):
@@ -208,3 +220,31 @@ def test_published_table_runs(tmp_path):
     rep = json.loads((tmp_path / "correlation.json").read_text())
     assert rep["by"] == "generator"
     assert rep["coverage"]["with_rfid_pfid_and_target"] == 6  # robusttok-zero, robustok-main, imagefolder, maskgit, llamagen, var
+
+
+def test_library_call_writes_what_the_command_writes(tmp_path, capsys):
+    """The zoo, pool and paper call `tokbench.report.correlate` directly: same report as the CLI, and the command line
+    it records for provenance parses back (through the CLI's own parser) into the same request."""
+    import argparse
+
+    from tokbench.commands import correlate as command
+    from tokbench.report.correlate import CorrelateRequest, run
+
+    table = _csv(tmp_path, GOOD)
+    req = CorrelateRequest(out=tmp_path / "lib", tables=[table], metrics=["rfid", "pfid"], where=["generator=G1"],
+                           compare=[("pfid", "rfid")], methods=["spearman", "kendall"], resamples=500, seed=3,
+                           name="corr", plots=False, html=False)
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    assert command.request(p.parse_args(req.argv())) == CorrelateRequest(
+        **{**req.__dict__, "out": str(req.out), "tables": [str(table)]})
+    assert req.command().startswith("tokbench correlate --table ")
+    res = run(req, log=None)
+    assert capsys.readouterr().out == ""
+    argv = req.argv()
+    argv[argv.index("--out") + 1] = str(tmp_path / "cli")
+    assert main(["correlate", *argv]) == 0
+    lib, cli = (json.loads((tmp_path / d / "corr.json").read_text()) for d in ("lib", "cli"))
+    assert lib["sections"] == cli["sections"] == json.loads(json.dumps(res.report, default=str))["sections"]
+    assert (tmp_path / "lib" / "corr.md").read_text() == (tmp_path / "cli" / "corr.md").read_text()
+    assert not (tmp_path / "lib" / "index.html").exists()

@@ -36,17 +36,12 @@ FACADE = "tokbench"  # the package root re-exports api + registry; importing it 
 # Known debt, issue 16. Unit-level imports that go up a layer (each also closes an import cycle):
 KNOWN_UPWARD = {
     ("tokbench.published", "tokbench.runner"),  # published.py reads results through runner.leaderboard
-    ("tokbench.zoo", "tokbench.commands"),  # zoo/report.py, zoo/pool.py drive `commands.correlate` via argparse
 }
 # Imports of tokbench.commands (at any level of a file) from outside the CLI, (importer, imported):
-KNOWN_COMMANDS_IMPORTS = {
-    ("tokbench.zoo.pool", "tokbench.commands.correlate"),
-    ("tokbench.zoo.report", "tokbench.commands.correlate"),
-    ("tokbench.zoo.paper", "tokbench.commands.correlate"),  # on main since dff5ea8
-}
+# (none left: the zoo, the pool and the paper experiment call `tokbench.report.correlate` directly)
+KNOWN_COMMANDS_IMPORTS: set[tuple[str, str]] = set()
 # Module pairs inside one unit that import each other (directly or through others), as sorted tuples of the cycle:
 KNOWN_MODULE_CYCLES: set[tuple[str, ...]] = {
-    ("tokbench.zoo.pipeline", "tokbench.zoo.report"),
     ("tokbench.data.datasets", "tokbench.data.photos"),  # on main since dff5ea8 (datasets defers `from .photos`)
 }
 

@@ -5,7 +5,6 @@ and the target (gFID), with bootstrap intervals over tokenizers, leave-one-out r
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from ..errors import UsageError
@@ -57,126 +56,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-html", action="store_true", help="skip index.html")
 
 
-def _parse_compare(items: list[str] | None) -> list[tuple[str, str]] | None:
-    if not items:
-        return None
-    out = []
-    for it in items:
-        a, sep, b = it.rpartition(":")
-        if not sep or not a or not b:
-            raise ValueError(f"--compare {it!r}: expected METRIC_A:METRIC_B")
-        out.append((a, b))
-    return out
+def request(args: argparse.Namespace):
+    """The parsed options as the library's typed `CorrelateRequest` (no --runs and no --table: the default runs
+    folder). The library is imported here, not at the top: the CLI imports every command to build --help, and the
+    analysis stack (pandas, scipy) should load only when this command runs."""
+    from ..report.correlate import CorrelateRequest, parse_compare
 
-
-def _auto_by(df, target: str) -> str | None:
-    if "generator" not in df.columns or target not in df.columns:
-        return None
-    gens = {str(g) for g in df.loc[df[target].notna(), "generator"] if isinstance(g, str) and g}
-    return "generator" if len(gens) > 1 else None
-
-
-def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ..report import analysis, inputs, page, plots, render, stats
-
-    if not args.runs and not args.table:
+    runs = args.runs
+    if not runs and not args.table:
         if not Path(RUNS_DIR).is_dir():
             raise UsageError(f"nothing to correlate: no {RUNS_DIR}/ here (run `tokbench run` first), or give --runs "
                              "DIR and/or --table CSV")
-        args.runs = [RUNS_DIR]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        if m not in stats.METHODS:
-            raise ValueError(f"--methods: unknown {m!r}; choose from {', '.join(stats.METHODS)}")
-    notes: list[str] = []
-    runs_df, curves, skipped = None, {}, []
-    if args.runs:
-        runs_df = inputs.rows_from_results(args.runs)
-        curves, skipped = runs_df.attrs.get("curves", {}), runs_df.attrs.get("skipped", [])
-        for s in skipped:
-            notes.append(f"not used: {s['file']}: {s['reason']}")
-        if "protocol_hash" in runs_df.columns and runs_df["protocol_hash"].nunique() > 1:
-            notes.append(f"the result files were measured under {runs_df['protocol_hash'].nunique()} different "
-                         "protocols (see protocol_hash): their metrics are not directly comparable")
-    table_df = None
-    if args.table:
-        table_df = pd.concat([inputs.read_table(t) for t in args.table], ignore_index=True)
-    df, merge_notes = inputs.merge_sources(runs_df, table_df)
-    notes += merge_notes
-    if df.empty or inputs.NAME_COLUMN not in df.columns:
-        raise ValueError("no tokenizer rows in the inputs")
-    n_before = len(df)
-    filters = inputs.parse_where(args.where)
-    df = inputs.apply_where(df, filters).reset_index(drop=True)
-    if filters:
-        notes.append(f"--where {' and '.join(args.where)}: {len(df)} of {n_before} rows kept")
-    if df.empty:
-        raise ValueError(f"no rows left after --where {' '.join(args.where)}")
-    if args.target not in df.columns:
-        raise ValueError(f"no target column {args.target!r} in the inputs (columns: {', '.join(map(str, df.columns))})")
-    if not pd.api.types.is_numeric_dtype(df[args.target]):
-        raise ValueError(f"target column {args.target!r} is not numeric")
-    metrics = inputs.select_metrics(df, args.metrics.split(",") if args.metrics else None, args.target)
-    if not metrics:
-        raise ValueError(f"no metric columns besides the target {args.target!r}")
-    by = {"auto": _auto_by(df, args.target), "none": None}.get(args.by, args.by)
-    if args.by == "auto" and by:
-        notes.append(f"{args.target} comes from several {by}s: each {by} is also analysed on its own "
-                     f"(--by none to skip)")
-    report = analysis.build_report(
-        df, args.target, metrics, by=by, collapse=args.collapse, compare=_parse_compare(args.compare),
-        methods=methods, n_resamples=args.resamples, seed=args.seed, confidence=args.confidence,
-        inputs={"runs": args.runs, "result_files_used": None if runs_df is None else int(len(runs_df)),
-                "table": args.table, "where": args.where, "rows": int(len(df))}, notes=notes)
-    report["coverage"] = coverage(df, args.target, metrics)
-    print(render.to_console(report), end="")
+        runs = [RUNS_DIR]
+    return CorrelateRequest(
+        out=args.out, runs=runs, tables=args.table, target=args.target,
+        metrics=args.metrics.split(",") if args.metrics else None, where=args.where, by=args.by,
+        collapse=args.collapse, compare=parse_compare(args.compare),
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()], resamples=args.resamples, seed=args.seed,
+        confidence=args.confidence, name=args.name, leaderboard=args.leaderboard, plots=not args.no_plots,
+        html=not args.no_html)
 
-    out = Path(args.out)
-    figures, curve_paths = {}, []
-    if not args.no_plots:
-        figures = plots.section_figures(report, out / "plots")
-        curve_paths = plots.pfid_curve_figure(curves, out / "plots") if curves else []
-    rel = {k: [str(p.relative_to(out)) for p in v if p.suffix == ".png"] for k, v in figures.items()}
-    rel_by_label = {s["label"]: rel.get(s["key"], []) for s in report["sections"]}
-    report["figures"] = {k: [str(p.relative_to(out)) for p in v] for k, v in figures.items()}
-    report["pfid_curve_figure"] = [str(p.relative_to(out)) for p in curve_paths]
-    render.write_text_atomic(out / f"{args.name}.json", render.to_json(report))
-    md = render.to_markdown(report, rel_by_label)
-    if curve_paths:
-        md += f"\n## pFID versus α\n\n![pfid_vs_alpha]({curve_paths[0].relative_to(out)})\n"
-    render.write_text_atomic(out / f"{args.name}.md", md)
-    written = [out / f"{args.name}.md", out / f"{args.name}.json"]
-    if not args.no_html:
-        cols = [c for c in [inputs.NAME_COLUMN, "generator", *metrics, args.target, "source"] if c in df.columns]
-        rows = [{c: _plain(r[c]) for c in cols} for _, r in df.iterrows()]
-        page.write_results_page(out, runs=args.runs or [], report=report, figures=figures, data_rows=rows,
-                                data_columns=cols, leaderboard=args.leaderboard or out / "leaderboard.json")
-        written.append(out / "index.html")
-    n_fig = sum(len(v) for v in figures.values()) + len(curve_paths)
-    print(f"wrote {', '.join(map(str, written))}" + (f" and {n_fig} figure files under {out / 'plots'}" if n_fig
-                                                      else ""))
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import correlate
+
+    correlate.run(request(args))
     return 0
-
-
-def _plain(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return v.item() if hasattr(v, "item") else v
-
-
-def coverage(df, target: str, metrics: list[str]) -> dict:
-    """How many distinct tokenizers have each metric, the target, and both: the honest size of the evidence."""
-    from ..report.inputs import NAME_COLUMN
-
-    out = {"tokenizers": int(df[NAME_COLUMN].nunique()),
-           "with_target": int(df.loc[df[target].notna(), NAME_COLUMN].nunique())}
-    for m in metrics:
-        out[f"with_{m}"] = int(df.loc[df[m].notna(), NAME_COLUMN].nunique())
-        out[f"with_{m}_and_target"] = int(df.loc[df[m].notna() & df[target].notna(), NAME_COLUMN].nunique())
-    pf = [m for m in metrics if m == "pfid" or m.startswith("pfid@")]
-    if "rfid" in metrics and pf:
-        allm = df[["rfid", pf[0], target]].notna().all(axis=1)
-        out[f"with_rfid_{pf[0]}_and_target"] = int(df.loc[allm, NAME_COLUMN].nunique())
-    return out

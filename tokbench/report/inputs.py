@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ..result_identity import latest_per_identity
+from ..results.metrics import direction  # the metric registry decides directions (also read from here)
 
 RESULT_SCHEMA = "tokbench.result/1"
 NAME_COLUMN = "tokenizer"
@@ -27,20 +28,6 @@ TEXT_COLUMNS = {"tokenizer", "family", "preset", "generator", "generator_params"
 # Numeric columns that describe a tokenizer rather than measure it (never a default metric).
 DESCRIPTIVE_COLUMNS = {"tokens", "vocab", "vocab_size", "tokens_per_image", "params", "generator_params_m",
                        "resolution"}
-
-LOWER_IS_BETTER = ("rfid", "pfid", "gfid", "fid", "lpips", "dead")
-HIGHER_IS_BETTER = ("psnr", "ssim", "usage", "perplexity", "entropy", "is", "inception_score", "precision", "recall")
-
-
-def direction(metric: str) -> str:
-    """'lower' or 'higher' is better, from the metric's name (prefix before '@'); 'unknown' otherwise."""
-    base = re.split(r"[@ (]", metric.strip().lower(), maxsplit=1)[0]
-    head = base.split("_")[0].split("/")[0]
-    if base.endswith("fid") or head in LOWER_IS_BETTER:
-        return "lower"
-    if head in HIGHER_IS_BETTER:
-        return "higher"
-    return "unknown"
 
 
 def expected_sign(metric: str, target: str) -> float | None:

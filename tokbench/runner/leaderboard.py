@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import write_json_atomic, write_text_atomic
+from ..results.metrics import lookup
 from .schema import latest_per_identity, portable_path, read_result
 
 log = logging.getLogger(__name__)
@@ -195,16 +196,12 @@ def gfid_lines(board: dict) -> list[str]:
 
 
 def _fmt(v, col: str) -> str:
+    """A cell: a known metric's column as the metric registry prints it, other floats with 2 decimals."""
     if v is None:
         return "–"
     if isinstance(v, float):
-        if col in ("usage", "usage/256img"):
-            return f"{100 * v:.1f}%"
-        if col in ("SSIM", "entropy_norm") or "KID" in col:
-            return f"{v:.4f}"
-        if col == "perplexity":
-            return f"{v:.1f}"
-        return f"{v:.2f}"
+        info = lookup(col)
+        return info.format(v) if info is not None and not col.startswith("Δ") else f"{v:.2f}"
     return str(v)
 
 

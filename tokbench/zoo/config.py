@@ -211,3 +211,16 @@ def axes(train_config: dict) -> dict:
     return {"arch": {"tokbench_convvq": "conv", "tokbench_vitvq": "vit"}.get(m["family"], m["family"]),
             "codebook": kw.get("codebook_size"), "lookup_dim": kw.get("lookup_dim"),
             "latent_perturbation": lp, "regvq": ", ".join(reg) if reg else "off"}
+
+
+def generator_label(cfg: dict, recipe: dict | None = None, name: str = "") -> str:
+    """A readable label of a generator recipe (default: the zoo's primary one)."""
+    g = recipe if recipe is not None else generator_recipes(cfg)[0][1]
+    m = g.get("model") or {}
+    size = m.get("size", "custom")
+    arch = str(m.get("arch", "gpt")).upper()
+    tr = g.get("train") or {}
+    budget = f"{tr['steps']} steps" if tr.get("steps") else f"{tr.get('epochs')} epochs"
+    head = f"zoo {name} " if name else "zoo "
+    kind = f"AR-{size}" if arch == "GPT" else f"{arch}-{size}"
+    return f"{head}{kind} ({budget}, batch {tr.get('batch_size')}, unconditional)"

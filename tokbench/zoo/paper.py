@@ -24,6 +24,10 @@ import torch
 import yaml
 
 from .config import deep_merge, stable_hash
+from ..report import correlate
+from ..report.correlate import CorrelateRequest
+from ..report.inputs import rows_from_results
+from ..report.render import write_text_atomic
 from .pipeline import Stages, _rel, write_json
 
 TOP_KEYS = {"name", "description", "notes", "base", "data", "tokenizers", "pretokenize", "generators", "gfid",
@@ -301,8 +305,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: PaperOptions, stages: Stages, tr
 
 def table_rows(cfg: dict, records: list[dict]) -> list[dict]:
     """One row per tokenizer × generator: the runner's metrics (as `tokbench correlate` reads result files) + gFID."""
-    from ..report.inputs import rows_from_results
-
     rows = []
     for r in records:
         df = rows_from_results([Path(r["measure"]["result"])])
@@ -315,25 +317,16 @@ def table_rows(cfg: dict, records: list[dict]) -> list[dict]:
     return rows
 
 
-def correlate_argv(cfg: dict, out: Path) -> list[str]:
+def correlate_request(cfg: dict, out: Path) -> CorrelateRequest:
+    """The paper's correlation step: `paper.csv` against gFID, each generator on its own."""
     c = cfg["correlate"]
-    argv = ["--table", str(out / "paper.csv"), "--target", "gfid", "--by", "generator",
-            "--metrics", ",".join(c["metrics"]), "--resamples", str(int(c["resamples"])), "--seed", str(int(c["seed"])),
-            "--out", str(out), "--leaderboard", str(out / "leaderboard.json")]
-    if not c.get("plots", True):
-        argv.append("--no-plots")
-    if not c.get("html", True):
-        argv.append("--no-html")
-    return argv
+    return CorrelateRequest(out=out, tables=[out / "paper.csv"], target="gfid", by="generator",
+                            metrics=list(c["metrics"]), resamples=int(c["resamples"]), seed=int(c["seed"]),
+                            leaderboard=out / "leaderboard.json", plots=c.get("plots", True), html=c.get("html", True))
 
 
 def finish(cfg: dict, opts: PaperOptions, suite, records: list[dict], seconds: float) -> dict:
-    import argparse
-    import shlex
-
-    from ..commands import correlate
     from ..runner import write_leaderboard
-    from ..report.render import write_text_atomic
 
     out = opts.out
     write_leaderboard(out / "runs", out, suite=suite.name)
@@ -345,13 +338,10 @@ def finish(cfg: dict, opts: PaperOptions, suite, records: list[dict], seconds: f
     for r in rows:
         w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
     write_text_atomic(out / "paper.csv", buf.getvalue())
-    p = argparse.ArgumentParser(prog="tokbench correlate")
-    correlate.add_arguments(p)
-    argv = correlate_argv(cfg, out)
-    rc = correlate.run(p.parse_args(argv))
+    req = correlate_request(cfg, out)
+    correlate.run(req)
     summary = {"name": cfg["name"], "tokenizers": records, "table": rows, "lacks": cfg["lacks"],
-               "correlate": {"command": "tokbench correlate " + " ".join(shlex.quote(a) for a in argv),
-                             "exit_code": rc},
+               "correlate": {"command": req.command(), "exit_code": 0},
                "seconds_this_invocation": round(seconds, 1)}
     write_json(out / "summary.json", summary)
     write_text_atomic(out / ".gitignore", "# checkpoints, token shards and resume state: large, and not results\n"

@@ -27,7 +27,7 @@ import torch
 
 from ..gen.reference import resolve_reference
 from ..io import write_json_atomic, write_text_atomic
-from .config import axes, generator_recipes, gfid_references, stable_hash
+from .config import axes, generator_label, generator_recipes, gfid_references, stable_hash
 
 log = logging.getLogger(__name__)
 STAGES = ("train", "pretokenize", "generator", "measure", "gfid")
@@ -140,19 +140,6 @@ def make_suite(cfg: dict):
         "tokenizers": [], "metrics": list(m["metrics"]), "pfid": dict(m["pfid"]), "fid": dict(m["fid"]),
         "batch_size": int(m["batch_size"]), "chunk_size": int(m["chunk_size"]),
         "usage_window": int(m["usage_window"])}, file=f"zoo:{cfg['name']}")
-
-
-def generator_label(cfg: dict, recipe: dict | None = None, name: str = "") -> str:
-    """A readable label of a generator recipe (default: the zoo's primary one)."""
-    g = recipe if recipe is not None else generator_recipes(cfg)[0][1]
-    m = g.get("model") or {}
-    size = m.get("size", "custom")
-    arch = str(m.get("arch", "gpt")).upper()
-    tr = g.get("train") or {}
-    budget = f"{tr['steps']} steps" if tr.get("steps") else f"{tr.get('epochs')} epochs"
-    head = f"zoo {name} " if name else "zoo "
-    kind = f"AR-{size}" if arch == "GPT" else f"{arch}-{size}"
-    return f"{head}{kind} ({budget}, batch {tr.get('batch_size')}, unconditional)"
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -27,13 +27,15 @@ import pandas as pd
 import yaml
 
 from ..runner.schema import write_json_atomic
+from ..report import correlate
+from ..report.correlate import CorrelateRequest
+from ..report.inputs import metric_columns as numeric_metrics
+from ..report.inputs import rows_from_results
 from ..report.render import write_text_atomic
 from .report import correlation_lines, md_table, verdict
 
 
 def _replicate(folder: Path) -> dict:
-    from ..report.inputs import rows_from_results
-
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{folder}: no summary.json — not a finished `tokbench zoo` output folder")
@@ -83,8 +85,6 @@ def check_replicates(reps: list[dict]) -> None:
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    from ..report.inputs import metric_columns as numeric_metrics
-
     return [c for c in numeric_metrics(df, "gfid") if c not in ("entropy_norm",)] + ["gfid"]
 
 
@@ -126,10 +126,6 @@ def consistency_lines(cons: list[dict], labels: list[str]) -> list[str]:
 
 def pool(folders: list[str | Path], out: str | Path, *, command: str | None = None) -> dict:
     """Pool finished replicate zoos into `out`; returns the summary written to `out/pool.json`."""
-    import argparse
-
-    from ..commands import correlate
-
     reps = [_replicate(Path(f)) for f in folders]
     if len(reps) < 2:
         raise ValueError("pooling needs at least two replicate zoos (`tokbench zoo --seed N` writes one)")
@@ -162,12 +158,10 @@ def pool(folders: list[str | Path], out: str | Path, *, command: str | None = No
     write_text_atomic(out / "consistency.md", "\n".join(consistency_lines(cons, labels)) + "\n")
 
     cc = reps[0]["config"]["correlate"]
-    argv = ["--table", str(out / "pooled.csv"), "--target", "gfid", "--metrics", ",".join(cc["metrics"]),
-            "--resamples", str(int(cc["resamples"])), "--seed", str(int(cc["seed"])), "--out", str(out), "--no-html"]
-    p = argparse.ArgumentParser(prog="tokbench correlate")
-    correlate.add_arguments(p)
-    rc = correlate.run(p.parse_args(argv))
-    corr_cmd = "tokbench correlate " + " ".join(shlex.quote(a) for a in argv)
+    req = CorrelateRequest(out=out, tables=[out / "pooled.csv"], target="gfid", metrics=list(cc["metrics"]),
+                           resamples=int(cc["resamples"]), seed=int(cc["seed"]), html=False)
+    correlate.run(req)
+    rc, corr_cmd = 0, req.command()
     corr = json.loads((out / "correlation.json").read_text()) if (out / "correlation.json").exists() else None
     cmd = command or "tokbench zoo " + " ".join(f"--pool {shlex.quote(str(r['folder']))}" for r in reps) + \
         f" --out {shlex.quote(str(out))}"

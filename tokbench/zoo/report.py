@@ -17,9 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from ..report.render import write_text_atomic
+from ..io import write_json_atomic, write_text_atomic
+from ..report import correlate
+from ..report.correlate import CorrelateRequest, parse_compare
+from ..report.inputs import NAME_COLUMN, rows_from_results
+from .config import generator_label, generator_recipes, gfid_references
 
 
 def _git() -> dict:
@@ -34,18 +39,13 @@ def _git() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def correlate_argv(cfg: dict, out: Path) -> list[str]:
+def correlate_request(cfg: dict, out: Path) -> CorrelateRequest:
+    """The zoo's correlation step: its result files against gFID, as the config's `correlate` section asks."""
     c = cfg["correlate"]
-    argv = ["--runs", str(out / "runs"), "--target", c["target"], "--metrics", ",".join(c["metrics"]),
-            "--resamples", str(int(c["resamples"])), "--seed", str(int(c["seed"])), "--out", str(out),
-            "--leaderboard", str(out / "leaderboard.json")]
-    for comp in c.get("compare") or []:
-        argv += ["--compare", comp]
-    if not c.get("plots", True):
-        argv.append("--no-plots")
-    if not c.get("html", True):
-        argv.append("--no-html")
-    return argv
+    return CorrelateRequest(out=out, runs=[out / "runs"], target=c["target"], metrics=list(c["metrics"]),
+                            resamples=int(c["resamples"]), seed=int(c["seed"]), leaderboard=out / "leaderboard.json",
+                            compare=parse_compare(c.get("compare")), plots=c.get("plots", True),
+                            html=c.get("html", True))
 
 
 def write_config_files(cfg: dict, opts, data: dict) -> None:
@@ -59,8 +59,6 @@ def write_config_files(cfg: dict, opts, data: dict) -> None:
                           f"# tokenizer {t['name']} of zoo {cfg['name']}: the `tokbench train-robust` config as run "
                           f"(data: the training split only, {data['train_images']} images)\n"
                           + yaml.safe_dump(_plain(t["train_config"]), sort_keys=False))
-    from .config import generator_recipes
-
     for gname, recipe in generator_recipes(cfg):
         write_text_atomic(out / "configs" / (f"generator-{gname}.yaml" if gname else "generator.yaml"),
                           f"# the generator recipe {gname + ' ' if gname else ''}shared by every tokenizer of zoo "
@@ -81,7 +79,7 @@ def write_config_files(cfg: dict, opts, data: dict) -> None:
              (env + " " if env else "") + cmd,
              "",
              "# The correlation step alone, as the zoo runs it (re-runnable on the committed result files):",
-             "# tokbench correlate " + " ".join(shlex.quote(a) for a in correlate_argv(cfg, out))]
+             "# " + correlate_request(cfg, out).command()]
     write_text_atomic(out / "commands.sh", "\n".join(lines) + "\n")
 
 
@@ -149,15 +147,10 @@ def write_zoo_table(out: Path, cols: list[str], rows: list[dict]) -> None:
 
 
 def run_correlate(cfg: dict, out: Path) -> tuple[int, str]:
-    import argparse
-
-    from ..commands import correlate
-
-    p = argparse.ArgumentParser(prog="tokbench correlate")
-    correlate.add_arguments(p)
-    argv = correlate_argv(cfg, out)
-    rc = correlate.run(p.parse_args(argv))
-    return rc, "tokbench correlate " + " ".join(shlex.quote(a) for a in argv)
+    """Run the zoo's correlation step; returns (exit code, the equivalent command) for the summary."""
+    req = correlate_request(cfg, out)
+    correlate.run(req)
+    return 0, req.command()
 
 
 def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
@@ -167,10 +160,6 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
     recs = [t for t in summary["tokenizers"] if t["result"].get("gfid_all")]
     if not recs:
         return None, []
-    import pandas as pd
-
-    from ..report.inputs import NAME_COLUMN, rows_from_results
-
     rows = []
     targets: list[str] = []
     for t in recs:
@@ -198,22 +187,14 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
 
 
 def run_correlate_by_generator(cfg: dict, out: Path, table: Path, target: str) -> tuple[int, str]:
-    """`tokbench correlate` on `gfid_all.csv`, each generator on its own (as the paper reports it)."""
-    import argparse
-
-    from ..commands import correlate
-
+    """The correlation on `gfid_all.csv`, each generator on its own (as the paper reports it)."""
     c = cfg["correlate"]
     name = "correlation_by_generator" + ("" if target == "gfid" else f"_{target.removeprefix('gfid_')}")
-    argv = ["--table", str(table), "--target", target, "--by", "generator", "--metrics", ",".join(c["metrics"]),
-            "--resamples", str(int(c["resamples"])), "--seed", str(int(c["seed"])), "--out", str(out),
-            "--name", name, "--no-plots", "--no-html"]
-    for comp in c.get("compare") or []:
-        argv += ["--compare", comp]
-    p = argparse.ArgumentParser(prog="tokbench correlate")
-    correlate.add_arguments(p)
-    rc = correlate.run(p.parse_args(argv))
-    return rc, "tokbench correlate " + " ".join(shlex.quote(a) for a in argv)
+    req = CorrelateRequest(out=out, tables=[table], target=target, by="generator", metrics=list(c["metrics"]),
+                           resamples=int(c["resamples"]), seed=int(c["seed"]), name=name,
+                           compare=parse_compare(c.get("compare")), plots=False, html=False)
+    correlate.run(req)
+    return 0, req.command()
 
 
 def finish(cfg: dict, opts, summary: dict, seconds: float) -> dict:
@@ -239,9 +220,7 @@ def finish(cfg: dict, opts, summary: dict, seconds: float) -> dict:
     slim = dict(summary)
     slim["tokenizers"] = [{k: v for k, v in t.items() if k != "result"} for t in summary["tokenizers"]]
     slim["table"] = rows
-    from .pipeline import write_json
-
-    write_json(out / "summary.json", slim)
+    write_json_atomic(out / "summary.json", slim)
     write_text_atomic(out / "README.md", readme(cfg, opts, summary, cols, rows, corr))
     write_text_atomic(out / ".gitignore", "# checkpoints, token shards and resume state: large, and not results\n"
                                           "work/\nruns/state/\nstate/\n")
@@ -415,9 +394,6 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
     L.append(f"- **Tokenizers**: {n_tok}, each trained once with seed {cfg['seed']} (one training run per "
              "configuration: differences between two tokenizers include seed-to-seed noise that this zoo does not "
              "measure).")
-    from .config import generator_recipes, gfid_references
-    from .pipeline import generator_label
-
     recipes = generator_recipes(cfg)
     if len(recipes) > 1:
         L.append(f"- **Generators**: {len(recipes)} per tokenizer, one per recipe: "
