@@ -21,7 +21,7 @@ from tokbench.data import BadImageError, ImageFolderDataset, open_dataset
 from tokbench.data import datasets as ds_mod
 from tokbench.result_identity import find_result, result_files
 from tokbench.runner import Interrupted, RunOptions, Suite, run_suite, write_leaderboard
-from tokbench.runner.bench import STATE_KIND
+from tokbench.runner.resume import STATE_KIND
 from tokbench.testing import ToyExtractor, ToyVQ, run_processes
 
 TOK = "toy-vq-k32-s0"

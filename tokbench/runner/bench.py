@@ -1,21 +1,15 @@
 """The benchmark loop: per batch, encode once; decode the clean tokens and every perturbation setting from those same
-tokens; stream features into one accumulator per metric. Chunked and resumable; sharded across torchrun processes.
+tokens; every metric (`metrics.py`) takes the batch. Chunked and resumable (`resume.py`); sharded across torchrun
+processes.
 
 Sums: every chunk's FID and quality sums are added to the totals in chunk order (`ordered.py`), so N processes give
-bit-identical numbers to one.
-
-Resume: after every chunk of `chunk_size` images, the process saves all its accumulators (float64 sums, counts) to
-`<out>/state/<tokenizer>__<suite>__<result key>/rank<r>of<W>.pt` atomically. A rerun of the same command skips
-finished chunks and therefore sums exactly the same numbers in the same order: identical results. The state is a
-checked file (`tokbench.io`): it carries the run hash (protocol + tokenizer + batching + world size) and a sha256 of
-its contents; a changed protocol, a damaged file or one missing a field is named in a warning and the run restarts
-from scratch instead of mixing or trusting it.
+bit-identical numbers to one. A rerun of a killed command skips finished chunks and therefore sums exactly the same
+numbers in the same order: identical results.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import shutil
 import time
@@ -28,15 +22,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .. import __version__
 from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
-from ..io import CorruptFileError, KeyMismatchError, clean_stale_temps, read_checked_torch, write_checked_torch
-from ..perturb import PerturbSetting, Perturber, neighbour_rules, rule_summary
+from ..io import clean_stale_temps
+from ..perturb import PerturbSetting, Perturber
 from ..progress import progress_bar
 from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .gfid_step import GfidOptions, SuiteResults, gfid_stage
-from .ordered import PROTOCOL as SUM_PROTOCOL, ChunkOrderedSums
+from .metrics import EvalBatch, MetricSet
+from .ordered import PROTOCOL as SUM_PROTOCOL
+from .resume import ChunkPlan, resume_or_fresh, save_state, state_dir, state_path
 from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result,
                      portable_path, result_file, result_key, result_path, safe_name, stable_hash,
                      write_json_atomic)
@@ -205,216 +202,72 @@ def build_protocol(suite: Suite, dataset, extractor, ref_proto: dict, settings: 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# State (resume)
-# ----------------------------------------------------------------------------------------------------------------------
-STATE_KIND = "tokbench.resume-state/1"
-STATE_FIELDS = ("run_hash", "done", "sums", "rates", "codebook", "timings", "bad_images")
-
-
-def _save_state(path: Path, state: dict) -> None:
-    try:
-        write_checked_torch(path, state, state["run_hash"], kind=STATE_KIND)
-    except FileNotFoundError:  # a concurrent identical run finished and removed the folder meanwhile
-        write_checked_torch(path, state, state["run_hash"], kind=STATE_KIND)
-
-
-def _load_state(path: Path, run_hash: str) -> dict | None:
-    """The verified state of this exact run, or None (absent; or named in a warning and discarded: damaged, of another
-    run, or missing a field)."""
-    try:
-        st = read_checked_torch(path, run_hash, kind=STATE_KIND)
-    except FileNotFoundError:
-        return None
-    except KeyMismatchError:
-        log.warning("resume state %s belongs to a different protocol/configuration: starting afresh", path)
-        return None
-    except CorruptFileError as e:
-        log.warning("discarding damaged resume state (%s): this run restarts from scratch", e)
-        return None
-    missing = [k for k in STATE_FIELDS if not isinstance(st, dict) or k not in st]
-    if missing:
-        log.warning("discarding resume state %s (missing %s): this run restarts from scratch", path, ", ".join(missing))
-        return None
-    return st
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # One tokenizer
 # ----------------------------------------------------------------------------------------------------------------------
 def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_acc, ref_proto: dict, opts: RunOptions,
              dist_info: DistInfo | None = None) -> dict:
     """Run one tokenizer over the (shard of the) data set; returns the result dict (written by rank 0)."""
-    from ..data import data_record, iter_batches, to_uint8
-    from ..fid import frechet_details, kernel_inception_distance
-    from ..metrics import CodebookStats
+    from ..data import iter_batches
 
     info = dist_info or DistInfo()
     device = torch.device(opts.device)
     settings = suite.pfid_settings()
-    want = set(suite.metrics)
-    if suite.resolution is not None and tok.info.resolution != suite.resolution:
-        raise ValueError(f"{name} works at {tok.info.resolution} px; suite {suite.name} is at {suite.resolution} px")
-    if dataset.resolution != tok.info.resolution:
-        raise ValueError(f"data set at {dataset.resolution} px for a {tok.info.resolution} px tokenizer")
-    for s in settings:  # δ fits every space: fail early with the reason
-        for sp in tok.token_spaces:
-            s.delta_for(sp)
+    _check_fits(tok, name, suite, dataset, settings)
     protocol = build_protocol(suite, dataset, extractor, ref_proto, settings)
-    info_dict = tok.info.to_dict()
-    if info_dict.get("weight_source"):
-        info_dict["weight_source"] = portable_path(info_dict["weight_source"])
-    tok_record = {"name": name, "info": info_dict, "layout": tok.layout.to_dict(),
-                  "token_spaces": describe_spaces(tok.token_spaces), "weights": weights_record(tok)}
+    tok_record = _tokenizer_record(tok, name)
     run_hash = stable_hash({"protocol": protocol["hash"], "tokenizer": tok_record, "batch_size": suite.batch_size,
                             "chunk_size": suite.chunk_size, "world": info.world, "device": device.type})
     rkey = result_key(protocol)
-    rpath = result_path(opts.out_dir, name, suite.name, rkey)
-    for p in (rpath, result_path(opts.out_dir, name, suite.name)) if not opts.force else ():
-        try:  # an unreadable previous result is only a reason to recompute, never to fail or to delete
-            old = read_result(p)
-        except (ValueError, OSError):
-            continue
-        if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
-            log.info("%s: up-to-date result %s (use --force to recompute)", name, p)
-            return old
+    old = None if opts.force else _up_to_date(opts.out_dir, name, suite.name, rkey, run_hash)
+    if old is not None:
+        return old
 
-    N = len(dataset)
-    C = suite.chunk_size
-    nchunks = math.ceil(N / C)
-    mine = [c for c in range(nchunks) if c % info.world == info.rank]
-    state_dir = opts.out_dir / "state" / f"{safe_name(name)}__{safe_name(suite.name)}__{rkey}"
-    spath = state_dir / f"rank{info.rank}of{info.world}.pt"
-    clean_stale_temps(state_dir)
+    plan = ChunkPlan(len(dataset), suite.chunk_size, info)
+    sdir = state_dir(opts.out_dir, name, suite.name, rkey)
+    spath = state_path(sdir, info)
+    clean_stale_temps(sdir)
     if info.main:
         clean_stale_temps(opts.out_dir)
-
-    labels = (["rfid"] if "rfid" in want else []) + [s.label for s in settings]
-    keep = "all" if "kid" in want else "auto"  # KID needs every feature row; the exact small-n FID those while n ≤ d
     timer = _Timer(device)
+    image_dir = opts.out_dir / "images" / safe_name(name) if opts.save_images else None
 
-    def fresh():
-        """(sums, replacement counts, codebook statistics, finished chunks, bad images) of a run from scratch."""
+    def fresh() -> MetricSet:
         timer.totals.clear()
-        return (ChunkOrderedSums(labels, extractor.dim, info, keep=keep), {s.label: torch.zeros(2, dtype=torch.int64)
-                                                                for s in settings},
-                CodebookStats(tok.token_spaces, tok.layout, window=suite.usage_window) if "usage" in want else None,
-                [], [])
+        return MetricSet(set(suite.metrics), settings, tok, extractor, ref_acc, info, timer, suite.usage_window,
+                         image_dir)
 
-    sums, rates, cb, done, bad = fresh()
-    st = _load_state(spath, run_hash) if not opts.force else None
-    if st is not None:
-        try:
-            done = list(st["done"])
-            sums.load_state_dict(st["sums"])
-            for k in rates:
-                rates[k] = st["rates"][k].clone()
-            if cb is not None:
-                cb.load_state_dict(st["codebook"])
-            timer.totals.update(st["timings"])
-            bad = list(st["bad_images"])
-            log.info("%s: resuming after %d finished chunks", name, len(done))
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-            log.warning("discarding resume state %s (%s: %s): this run restarts from scratch", spath,
-                        type(e).__name__, e)
-            st = None
-            sums, rates, cb, done, bad = fresh()
-    if not sums.agree_on_resume(st is not None):
-        log.warning("%s: the processes' resume states do not fit together: every process restarts from scratch", name)
-        sums, rates, cb, done, bad = fresh()
+    ms, done, bad = resume_or_fresh(None if opts.force else spath, run_hash, fresh, timer.totals, name)
     resumed = len(done)
-
     perturber = Perturber.for_tokenizer(tok, device)
     with timer("prepare"):
         perturber.prepare(settings)
     tok.keep_features = any(s.mode == "feature" and s.alpha > 0 for s in settings)
-
-    def chunk_range(c: int) -> range:
-        return range(c * C, min(N, (c + 1) * C))
-
-    def windows_done(c: int) -> list[int]:
-        """Windows touched by chunk c whose every chunk is this process's and finished."""
-        r = chunk_range(c)
-        out = []
-        W = suite.usage_window
-        for w in range(r.start // W, (r.stop - 1) // W + 1):
-            cs = range((w * W) // C, (min(N, (w + 1) * W) - 1) // C + 1)
-            if all(x % info.world == info.rank and x in done for x in cs):
-                out.append(w)
-        return out
-
-    img_dir = opts.out_dir / "images" / safe_name(name)
-
-    def save_pngs(label: str, imgs: torch.Tensor, idx: torch.Tensor) -> None:
-        from PIL import Image
-
-        d = img_dir / label
-        d.mkdir(parents=True, exist_ok=True)
-        for im, i in zip(imgs.cpu(), idx.tolist()):
-            Image.fromarray(im.permute(1, 2, 0).numpy()).save(d / f"{i:06d}.png")
-
-    todo = [c for c in mine if c not in done]
-    total_imgs = sum(len(chunk_range(c)) for c in mine)
-    bar = progress_bar(total=total_imgs, initial=total_imgs - sum(len(chunk_range(c)) for c in todo), unit="img",
-                       desc=f"{'/'.join(m for m in ('rfid', 'pfid') if m in suite.metrics) or 'metrics'} {name}",
-                       leave=False, enabled=opts.progress and info.main)
-    new_chunks = 0
-    t_start = time.perf_counter()
+    bar = _progress(plan, done, suite, name, opts.progress and info.main)
 
     def run_chunk(c: int) -> tuple[dict, Any]:
-        """One chunk: its own FID/quality sums (folded in chunk order later); counts, codebook and PNGs directly."""
-        chunk_accs, quality = sums.new_chunk()
-        for batch in iter_batches(dataset, suite.batch_size, chunk_range(c), skip_bad_images=opts.skip_bad_images):
+        """One chunk through every metric; returns its FID/quality sums (folded in chunk order by the caller)."""
+        ms.begin_chunk()
+        for batch in iter_batches(dataset, suite.batch_size, plan.images(c), skip_bad_images=opts.skip_bad_images):
             bad.extend(batch.bad)
-            if batch.images.numel() == 0:
-                continue
-            imgs, idx = batch.images.to(device), batch.indices
-            with timer("encode"):
-                tokens = tok.encode(imgs)
-            feats = tok.last_features
-            if cb is not None:
-                with timer("metrics"):
-                    cb.update(tokens, idx)
-            with timer("decode"):
-                rec = to_uint8(tok.decode(tokens))
-            if want & {"psnr", "ssim"}:
-                with timer("metrics"):
-                    quality.update(imgs, rec, "psnr" in want, "ssim" in want)
-            if "rfid" in want:
-                with timer("features"):
-                    chunk_accs["rfid"].update(extractor(rec))
-            if opts.save_images:
-                save_pngs("clean", rec, idx)
-            for s in settings:
-                with timer("perturb"):
-                    pr = perturber(tokens, s, idx, feats)
-                    rates[s.label] += torch.stack([pr.changed.sum(), pr.eligible.sum()]).cpu()
-                with timer("decode"):
-                    prec = to_uint8(tok.decode(pr.tokens))
-                with timer("features"):
-                    chunk_accs[s.label].update(extractor(prec))
-                if opts.save_images:
-                    save_pngs(s.label, prec, idx)
-            bar.update(int(imgs.shape[0]))
-        return chunk_accs, quality
+            if batch.images.numel() > 0:
+                ms.update(_eval_batch(tok, perturber, timer, batch.images.to(device), batch.indices))
+                bar.update(int(batch.images.shape[0]))
+        return ms.end_chunk()
 
-    for r in range(sums.rounds, math.ceil(nchunks / info.world)):
-        c = r * info.world + info.rank
-        err: BaseException | None = None
-        if not sums.ready:  # (ready: computed and saved before an interruption, not yet folded)
+    new_chunks, t_start = 0, time.perf_counter()
+    for r in range(ms.sums.rounds, plan.rounds):
+        c, err = plan.chunk_of_round(r), None
+        if not ms.sums.ready:  # (ready: computed and saved before an interruption, not yet folded)
             try:
-                sums.pending = run_chunk(c) if c < nchunks else None
-                sums.ready = True
-                if c < nchunks:
+                ms.sums.pending, ms.sums.ready = (run_chunk(c) if c < plan.nchunks else None), True
+                if c < plan.nchunks:
                     done.append(c)
-                    if cb is not None:
-                        cb.close_windows(windows_done(c))
+                    ms.close_windows(plan.windows_done(c, done, suite.usage_window))
                     new_chunks += 1
-                elapsed = time.perf_counter() - t_start
+                timer.totals["total"] += time.perf_counter() - t_start
                 t_start = time.perf_counter()
-                timer.totals["total"] += elapsed
-                _save_state(spath, {"run_hash": run_hash, "done": done, "sums": sums.state_dict(), "rates": rates,
-                                    "codebook": cb.state_dict() if cb is not None else None,
-                                    "timings": dict(timer.totals), "bad_images": bad})
+                save_state(spath, {"run_hash": run_hash, "done": done, **ms.state_dict(),
+                                   "timings": dict(timer.totals), "bad_images": bad})
             except (Interrupted, KeyboardInterrupt):
                 raise
             except Exception as e:  # noqa: BLE001 - the other processes must hear of it before the next collective
@@ -425,99 +278,113 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
                 bar.close()
                 raise Interrupted(f"stopped after {new_chunks} chunks (test hook)")
         agree(info, err, f"{name}: chunk loop")
-        sums.fold(sums.pending)
+        ms.sums.fold(ms.sums.pending)
     bar.close()
 
-    # --- reduce across processes (the FID and quality sums are already folded in chunk order) ---------------------
-    accs, quality = sums.total, sums.quality
-    if info.active:
-        for k in rates:
-            rates[k] = all_reduce_(rates[k], info)
-        import torch.distributed as dist
+    ms.all_reduce(info)  # (the FID and quality sums are already folded in chunk order on every process)
+    bad, wall = _gather_bad_and_wall(info, bad, timer.totals.get("total", 0.0))
+    result = _result(tok_record, suite, protocol, ms, dataset, device, info, run_hash, timer, wall, bad, resumed)
+    rpath = result_path(opts.out_dir, name, suite.name, rkey)
+    _together(info, f"{name}: writing the result", lambda: write_json_atomic(rpath, result) if info.main else None)
+    if info.main:
+        shutil.rmtree(sdir, ignore_errors=True)
+        try:
+            sdir.parent.rmdir()  # only when no other run's state is left
+        except OSError:
+            pass
+    return result
 
-        gathered: list = [None] * info.world
-        dist.all_gather_object(gathered, bad)
-        bad = [b for g in gathered for b in g]
-        tt = all_reduce_(torch.tensor([timer.totals.get("total", 0.0)], dtype=torch.float64), info)
-        wall = float(tt) / info.world
-    else:
-        wall = timer.totals.get("total", 0.0)
-    if cb is not None:
-        cb.all_reduce()
 
-    metrics: dict[str, Any] = {}
-    n_eval = accs[labels[0]].n if labels else quality.n
-    if "rfid" in want:
-        fd = frechet_details(accs["rfid"], ref_acc)
-        metrics["rfid"] = fd["value"]
-        metrics["frechet"] = {k: fd[k] for k in ("method", "n1", "n2", "dim", "small_sample")}
-    if "kid" in want and "rfid" in want:
-        k = kernel_inception_distance(accs["rfid"].features(), ref_acc.features())
-        metrics["rkid"], metrics["rkid_std"], metrics["kid_subsets"] = k["kid"], k["kid_std"], k["protocol"]
-    if settings:
-        metrics["pfid"], metrics["pfid_curve"] = _pfid_summary(settings, accs, ref_acc, rates, tok, "kid" in want)
-    if want & {"psnr", "ssim"}:
-        q = quality.summary()
-        metrics["psnr"] = q["psnr"] if "psnr" in want else None
-        metrics["ssim"] = q["ssim"] if "ssim" in want else None
-        metrics["image_quality"] = q
-    if cb is not None:
-        metrics["codebook"] = cb.summary()
-    timings = {k: round(v, 4) for k, v in timer.totals.items()}
-    result = {
+def _check_fits(tok: Tokenizer, name: str, suite: Suite, dataset, settings: Sequence[PerturbSetting]) -> None:
+    """Fail early, with the reason, when the tokenizer, the data set and the suite do not fit together."""
+    if suite.resolution is not None and tok.info.resolution != suite.resolution:
+        raise ValueError(f"{name} works at {tok.info.resolution} px; suite {suite.name} is at {suite.resolution} px")
+    if dataset.resolution != tok.info.resolution:
+        raise ValueError(f"data set at {dataset.resolution} px for a {tok.info.resolution} px tokenizer")
+    for s in settings:  # δ fits every space
+        for sp in tok.token_spaces:
+            s.delta_for(sp)
+
+
+def _tokenizer_record(tok: Tokenizer, name: str) -> dict:
+    info_dict = tok.info.to_dict()
+    if info_dict.get("weight_source"):
+        info_dict["weight_source"] = portable_path(info_dict["weight_source"])
+    return {"name": name, "info": info_dict, "layout": tok.layout.to_dict(),
+            "token_spaces": describe_spaces(tok.token_spaces), "weights": weights_record(tok)}
+
+
+def _up_to_date(out_dir: Path, name: str, suite_name: str, rkey: str, run_hash: str) -> dict | None:
+    """A finished result of this exact run, if one is on disk."""
+    for p in (result_path(out_dir, name, suite_name, rkey), result_path(out_dir, name, suite_name)):
+        try:  # an unreadable previous result is only a reason to recompute, never to fail or to delete
+            old = read_result(p)
+        except (ValueError, OSError):
+            continue
+        if old.get("status") == "ok" and old.get("run", {}).get("run_hash") == run_hash:
+            log.info("%s: up-to-date result %s (use --force to recompute)", name, p)
+            return old
+    return None
+
+
+def _progress(plan: ChunkPlan, done: list[int], suite: Suite, name: str, enabled: bool):
+    """A progress bar over this process's images, starting at those of its finished chunks."""
+    mine = plan.mine()
+    total = sum(len(plan.images(c)) for c in mine)
+    todo = sum(len(plan.images(c)) for c in mine if c not in done)
+    return progress_bar(total=total, initial=total - todo, unit="img",
+                        desc=f"{'/'.join(m for m in ('rfid', 'pfid') if m in suite.metrics) or 'metrics'} {name}",
+                        leave=False, enabled=enabled)
+
+
+def _eval_batch(tok: Tokenizer, perturber: Perturber, timer: _Timer, imgs: torch.Tensor, idx: torch.Tensor
+                ) -> EvalBatch:
+    """Encode once, decode the clean tokens; each perturbation setting is perturbed and decoded when first asked."""
+    from ..data import to_uint8
+
+    with timer("encode"):
+        tokens = tok.encode(imgs)
+    feats = tok.last_features
+    with timer("decode"):
+        rec = to_uint8(tok.decode(tokens))
+
+    def perturb(s: PerturbSetting):
+        with timer("perturb"):
+            pr = perturber(tokens, s, idx, feats)
+        with timer("decode"):
+            return pr, to_uint8(tok.decode(pr.tokens))
+
+    return EvalBatch(imgs, idx, tokens, rec, perturb)
+
+
+def _gather_bad_and_wall(info: DistInfo, bad: list, total_s: float) -> tuple[list, float]:
+    """Every process's skipped images, and the mean wall time of the processes."""
+    if not info.active:
+        return bad, total_s
+    gathered: list = [None] * info.world
+    dist.all_gather_object(gathered, bad)
+    tt = all_reduce_(torch.tensor([total_s], dtype=torch.float64), info)
+    return [b for g in gathered for b in g], float(tt) / info.world
+
+
+def _result(tok_record: dict, suite: Suite, protocol: dict, ms: MetricSet, dataset, device: torch.device,
+            info: DistInfo, run_hash: str, timer: _Timer, wall: float, bad: list, resumed: int) -> dict:
+    from ..data import data_record
+
+    n_eval = ms.num_images
+    return {
         "schema": SCHEMA, "status": "ok", "tokenizer": tok_record,
         "suite": {"name": suite.name, "file": suite.file, "definition": suite.to_dict()},
         "protocol": dict(protocol, num_images=n_eval),
         "run": {"run_hash": run_hash, "device": str(device), "dtype": "float32", "world_size": info.world,
                 "batch_size": suite.batch_size, "chunk_size": suite.chunk_size, "versions": versions(),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "timings_s": timings, "images_per_s": (n_eval / wall) if wall > 0 else None,
+                "timings_s": {k: round(v, 4) for k, v in timer.totals.items()},
+                "images_per_s": (n_eval / wall) if wall > 0 else None,
                 "bad_images": bad, "resumed_chunks": resumed, "host": platform.node(),
                 "data": dict(data_record(dataset), bad_images_skipped=len(bad))},
-        "metrics": metrics,
+        "metrics": ms.summary(),
     }
-    _together(info, f"{name}: writing the result", lambda: write_json_atomic(rpath, result) if info.main else None)
-    if info.main:
-        shutil.rmtree(state_dir, ignore_errors=True)
-        try:
-            state_dir.parent.rmdir()  # only when no other run's state is left
-        except OSError:
-            pass
-    return result
-
-
-def _pfid_summary(settings, accs, ref_acc, rates, tok, kid: bool = False) -> tuple[list[dict], dict]:
-    from ..fid import frechet_distance, kernel_inception_distance
-
-    groups: dict = {}
-    for s in settings:
-        groups.setdefault((s.alpha, s.delta, s.beta, s.mode, s.scales, s.exclude_self), []).append(s)
-    rows = []
-    for (a, d, b, m, sc, x), ss in groups.items():
-        vals = [frechet_distance(accs[s.label], ref_acc) for s in ss]
-        # undefined (None) when no token was eligible (β = 0): never 0/0 written as 0
-        rr = [float(rates[s.label][0]) / float(rates[s.label][1]) if int(rates[s.label][1]) else None for s in ss]
-        deltas = {f"space{i}": ss[0].delta_for(sp) for i, sp in enumerate(tok.token_spaces)}
-        rules = neighbour_rules(tok.token_spaces, m)
-        rows.append({"alpha": a, "delta": d, "delta_abs": deltas,
-                     "delta_fraction": {k: v / tok.token_spaces[int(k[5:])].vocab_size for k, v in deltas.items()},
-                     "beta": b, "mode": m, "rule": rule_summary(rules), "rules": rules, "exclude_self": x,
-                     "scales": list(sc) if sc else None, "seeds": [s.seed for s in ss],
-                     "values": vals, "mean": float(np.mean(vals)),
-                     "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-                     "replacement_rate": rr,
-                     "replacement_rate_mean": float(np.mean(rr)) if all(v is not None for v in rr) else None})
-        if kid:
-            kv = [kernel_inception_distance(accs[s.label].features(), ref_acc.features())["kid"] for s in ss]
-            rows[-1].update(kid_values=kv, kid_mean=float(np.mean(kv)),
-                            kid_std=float(np.std(kv, ddof=1)) if len(kv) > 1 else 0.0)
-    curve: dict = {}
-    for r in rows:
-        key = (f"delta={r['delta']},mode={r['mode']}" + (",exclude_self" if r["exclude_self"] else "")
-               + (f",scales={r['scales']}" if r["scales"] else ""))
-        curve.setdefault(key, []).append([r["alpha"], r["mean"], r["std"]])
-    curve = {k: sorted(v) for k, v in curve.items() if len(v) > 1}
-    return rows, curve
 
 
 def _data_key_of(ds, spec) -> str:
