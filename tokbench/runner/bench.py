@@ -250,7 +250,8 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
         for batch in iter_batches(dataset, suite.batch_size, plan.images(c), skip_bad_images=opts.skip_bad_images):
             bad.extend(batch.bad)
             if batch.images.numel() > 0:
-                ms.update(_eval_batch(tok, perturber, timer, batch.images.to(device), batch.indices))
+                ms.update(_eval_batch(tok, perturber, timer, batch.images.to(device), batch.indices,
+                                      ms.keep_perturbed))
                 bar.update(int(batch.images.shape[0]))
         return ms.end_chunk()
 
@@ -337,8 +338,8 @@ def _progress(plan: ChunkPlan, done: list[int], suite: Suite, name: str, enabled
                         leave=False, enabled=enabled)
 
 
-def _eval_batch(tok: Tokenizer, perturber: Perturber, timer: _Timer, imgs: torch.Tensor, idx: torch.Tensor
-                ) -> EvalBatch:
+def _eval_batch(tok: Tokenizer, perturber: Perturber, timer: _Timer, imgs: torch.Tensor, idx: torch.Tensor,
+                keep_perturbed: bool) -> EvalBatch:
     """Encode once, decode the clean tokens; each perturbation setting is perturbed and decoded when first asked."""
     from ..data import to_uint8
 
@@ -354,7 +355,7 @@ def _eval_batch(tok: Tokenizer, perturber: Perturber, timer: _Timer, imgs: torch
         with timer("decode"):
             return pr, to_uint8(tok.decode(pr.tokens))
 
-    return EvalBatch(imgs, idx, tokens, rec, perturb)
+    return EvalBatch(imgs, idx, tokens, rec, perturb, keep_perturbed)
 
 
 def _gather_bad_and_wall(info: DistInfo, bad: list, total_s: float) -> tuple[list, float]:

@@ -34,19 +34,23 @@ class ChunkSlot:
 
 class EvalBatch:
     """One batch as the metrics see it: images, indices, tokens, the clean reconstruction, and each perturbation
-    setting's perturbed result and reconstruction (made once, on first use, by `perturb`)."""
+    setting's perturbed result and reconstruction (made by `perturb` when asked; kept for a second reader only when
+    `keep_perturbed`, so that a run with many settings holds one perturbed batch at a time)."""
 
     def __init__(self, images: torch.Tensor, indices: torch.Tensor, tokens: Tokens, reconstruction: torch.Tensor,
-                 perturb: Callable[[PerturbSetting], tuple[Any, torch.Tensor]]):
+                 perturb: Callable[[PerturbSetting], tuple[Any, torch.Tensor]], keep_perturbed: bool = False):
         self.images, self.indices, self.tokens, self.reconstruction = images, indices, tokens, reconstruction
-        self._perturb = perturb
+        self._perturb, self._keep = perturb, keep_perturbed
         self._perturbed: dict[str, tuple[Any, torch.Tensor]] = {}
 
     def perturbed(self, s: PerturbSetting) -> tuple[Any, torch.Tensor]:
         """(the perturber's result, its decoded uint8 images) of setting s."""
-        if s.label not in self._perturbed:
-            self._perturbed[s.label] = self._perturb(s)
-        return self._perturbed[s.label]
+        if s.label in self._perturbed:
+            return self._perturbed[s.label]
+        out = self._perturb(s)
+        if self._keep:
+            self._perturbed[s.label] = out
+        return out
 
 
 class Metric:
@@ -172,7 +176,8 @@ class Codebook(Metric):
 
 
 class ImageWriter(Metric):
-    """Not a metric: writes every clean and perturbed reconstruction as `<folder>/<label>/<index>.png`."""
+    """Not a metric: writes every clean and perturbed reconstruction as `<folder>/<label>/<index>.png` (the batch
+    must keep its perturbed images: `EvalBatch(keep_perturbed=True)`)."""
 
     def __init__(self, folder, settings: Sequence[PerturbSetting]):
         self.folder, self.settings = folder, list(settings)
@@ -211,6 +216,7 @@ class MetricSet:
             self.metrics.append(Quality(self.sums, self.slot, timer, "psnr" in want, "ssim" in want))
         if self.codebook is not None:
             self.metrics.append(self.codebook)
+        self.keep_perturbed = image_dir is not None  # the image writer reads the perturbed images a second time
         if image_dir is not None:
             self.metrics.append(ImageWriter(image_dir, settings))
 
