@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import time
 import traceback
 from collections import defaultdict
@@ -33,7 +32,7 @@ from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .gfid_step import GfidOptions, SuiteResults, gfid_stage
 from .metrics import EvalBatch, MetricSet
 from .ordered import PROTOCOL as SUM_PROTOCOL
-from .resume import ChunkPlan, resume_or_fresh, save_state, state_dir, state_path
+from .resume import ChunkPlan, remove_state, resume_or_fresh, save_state, state_dir, state_path
 from .schema import (REALISED_SHARE, RNG_PROTOCOL, RULE_PROTOCOL, SCHEMA, UINT8_RULE, data_key, read_result,
                      portable_path, result_file, result_key, result_path, safe_name, stable_hash,
                      write_json_atomic)
@@ -288,11 +287,7 @@ def evaluate(tok: Tokenizer, name: str, suite: Suite, dataset, extractor, ref_ac
     rpath = result_path(opts.out_dir, name, suite.name, rkey)
     _together(info, f"{name}: writing the result", lambda: write_json_atomic(rpath, result) if info.main else None)
     if info.main:
-        shutil.rmtree(sdir, ignore_errors=True)
-        try:
-            sdir.parent.rmdir()  # only when no other run's state is left
-        except OSError:
-            pass
+        remove_state(sdir)
     return result
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +34,15 @@ def state_dir(out_dir: Path, name: str, suite_name: str, rkey: str) -> Path:
 
 def state_path(folder: Path, info: DistInfo) -> Path:
     return folder / f"rank{info.rank}of{info.world}.pt"
+
+
+def remove_state(folder: Path) -> None:
+    """Remove a finished run's state folder, and the `state/` folder above it once no other run's state is left."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass
 
 
 def save_state(path: Path, state: dict) -> None:
