@@ -141,9 +141,10 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     }
     if extra:
         protocol["extra_references"] = extra
-    protocol["protocol_hash"] = hashlib.sha256(json.dumps(
-        {k: v for k, v in protocol.items() if k != "generator"} | {"generator": protocol["generator"]["checkpoint"]},
-        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    hashed = {k: v for k, v in protocol.items() if k != "generator"} | {"generator": protocol["generator"]["checkpoint"]}
+    if isinstance(hashed.get("reference"), dict):  # whether the reference statistics came from the cache is no protocol
+        hashed["reference"] = {k: v for k, v in hashed["reference"].items() if k != "cache"}
+    protocol["protocol_hash"] = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return value, protocol
 
 
