@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..dist import init_from_env
 from ..io import torch_save_atomic, trim_jsonl_log
 from ..models.generator import SequenceHeads
 from ..models.rar import rar_ratio
@@ -149,22 +149,14 @@ class _LossModule(nn.Module):
         return self.model.loss(ids, self.model.drop_labels(labels), **kw)
 
 
-def _dist() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path, *, device: str | None = None,
           stop_at: int | None = None, resume: bool = True, progress: bool = True) -> Path:
     """Train (or resume) and return the path of `generator.safetensors` (EMA weights when EMA is on).
     stop_at: stop after that many steps (saving a checkpoint), as an interrupted run would."""
     ts = tokens if isinstance(tokens, TokenSet) else TokenSet(tokens)
     tc = config.train
-    rank, world, local = _dist()
+    info = init_from_env()
+    rank, world, local = info.rank, info.world, info.local_rank
     if device is None:
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..dist import current
 from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
 from ..registry import get_family
 from ..weights import CheckpointMismatchError, save_safetensors
@@ -42,12 +43,6 @@ from .losses import (LeCam, PatchDiscriminator, VGGPerceptual, adaptive_weight, 
 from .perturb_hook import NEIGHBOUR_RULE, perturb_ids
 
 log = logging.getLogger(__name__)
-
-
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class ModelEMA:
@@ -80,7 +75,8 @@ class Trainer:
     def __init__(self, cfg: dict, dataset, *, out_dir: str | Path | None = None, device: str | torch.device | None = None,
                  progress: bool = True) -> None:
         self.cfg = cfg
-        self.rank, self.world = dist_info()
+        info = current()
+        self.rank, self.world = info.rank, info.world
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress and self.rank == 0
