@@ -24,6 +24,7 @@ from ..dist import init_from_env
 from ..io import torch_save_atomic, trim_jsonl_log
 from ..models.generator import SequenceHeads
 from ..models.rar import rar_ratio
+from ..nn.schedule import warmup_cosine
 from .archs import build_generator, generator_config
 from .checkpoint import GeneratorMeta, TokenizerRef, save_generator
 from .sampling import SamplingConfig
@@ -108,11 +109,7 @@ class RunConfig:
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up to lr over warmup_steps, then cosine decay to min_lr at the last step."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, total - cfg.warmup_steps)
-    prog = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * prog))
+    return warmup_cosine(step, cfg.warmup_steps, total, cfg.lr, cfg.min_lr)
 
 
 class BatchPlan:

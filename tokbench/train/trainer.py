@@ -33,6 +33,7 @@ from torch import nn
 
 from ..dist import current
 from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
+from ..nn.schedule import warmup_cosine
 from ..registry import get_family
 from ..weights import CheckpointMismatchError, save_safetensors
 from . import regularizers as R
@@ -61,14 +62,6 @@ class ModelEMA:
                 e.lerp_(v.detach(), 1.0 - d)
             else:
                 e.copy_(v)
-
-
-def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine to `min_ratio` at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 class Trainer:
@@ -105,14 +98,14 @@ class Trainer:
 
         self.opt = torch.optim.AdamW(self._param_groups(self.model, t["weight_decay"]), lr=t["lr"],
                                      betas=tuple(t["betas"]))
-        sched = lambda s: lr_lambda(s, t["warmup_steps"], t["steps"], t["min_lr_ratio"])  # noqa: E731
+        sched = lambda s: warmup_cosine(s, t["warmup_steps"], t["steps"], 1.0, t["min_lr_ratio"])  # noqa: E731
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, sched)
         if self.disc is not None:
             self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=lc["disc_lr"] or t["lr"],
                                            betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
             # the discriminator's schedule starts when it starts training (loss.adv_start)
-            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_lambda(
-                s, t["warmup_steps"], max(t["steps"] - lc["adv_start"], 1), t["min_lr_ratio"]))
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: warmup_cosine(
+                s, t["warmup_steps"], max(t["steps"] - lc["adv_start"], 1), 1.0, t["min_lr_ratio"]))
 
         # randomness of the regularisers: one generator per process, checkpointed
         self.gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] * 1000 + self.rank + 1)
