@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fid import get_extractor
 from ..perturb import DEFAULT_MODE, PerturbSetting
 from ..suite_files import SUITES_DIR, packaged_suites, read_suite_yaml, suite_definition  # noqa: F401 - re-exported
 
@@ -72,8 +73,6 @@ class Suite:
 
     def extractor(self, device: str = "cpu"):
         """The suite's feature extractor (`fid`: extractor name, weights, optional feature layer such as "64")."""
-        from ..fid import get_extractor
-
         kw = {"feature": str(self.fid["feature"])} if self.fid.get("feature") else {}
         return get_extractor(self.fid.get("extractor", "inception-v3-compat"), self.fid.get("weights"), device=device,
                              **kw)

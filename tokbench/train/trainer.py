@@ -34,11 +34,12 @@ from torch import nn
 from ..dist import current
 from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
 from ..nn.schedule import warmup_cosine
+from ..perturb import PerturbSetting, Perturber
 from ..registry import get_family
 from ..weights import CheckpointMismatchError, save_safetensors
 from . import regularizers as R
-from .data import BatchOrder, split_indices, to_native
-from .evaluate import heldout_metrics, runner_metrics
+from .data import BatchOrder, _image, split_indices, to_native
+from .evaluate import FidContext, HeldoutImages, heldout_metrics, runner_metrics
 from .losses import (LeCam, PatchDiscriminator, VGGPerceptual, adaptive_weight, hinge_d_loss, hinge_g_loss,
                      local_vgg16_weights, reconstruction_loss)
 from .perturb_hook import NEIGHBOUR_RULE, perturb_ids
@@ -404,7 +405,6 @@ class Trainer:
         idx = self.holdout_idx[:limit] if limit else self.holdout_idx
         if not idx:
             raise ValueError("no held-out images (data.holdout is 0)")
-        from .data import _image
 
         return torch.stack([_image(self.dataset[i]) for i in idx])
 
@@ -422,8 +422,6 @@ class Trainer:
             res["fid"] = "computed on rank 0"
             return res
         if self._fid is None:
-            from .evaluate import FidContext, HeldoutImages
-
             idx = self.holdout_idx[: ev["max_images"]] if ev["max_images"] else self.holdout_idx
             cache = self.out_dir / "eval" / "reference_stats" if self.out_dir is not None else None
             self._fid = FidContext(HeldoutImages(images, self.dataset, idx), ev["fid_extractor"], ev["fid_weights"],
@@ -446,8 +444,6 @@ class Trainer:
         toks = model.encode(x)
         rows = [x.float() / 255.0, model.decode(toks).cpu()]
         if self.cfg["perturb"]["enabled"]:
-            from ..perturb import PerturbSetting, Perturber
-
             setting = PerturbSetting(0.5, min(self.cfg["perturb"]["delta"], model.info.vocab_size), 1.0, 0, "feature")
             pr = Perturber.for_tokenizer(model)(toks, setting, torch.arange(x.shape[0]), model.last_features)
             rows.append(model.decode(pr.tokens).cpu())
