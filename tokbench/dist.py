@@ -78,6 +78,12 @@ def all_reduce_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def broadcast_(t: torch.Tensor, info: DistInfo, src: int = 0) -> torch.Tensor:
+    if info.active:
+        dist.broadcast(t, src)
+    return t
+
+
 def broadcast_object(obj, info: DistInfo):
     if not info.active:
         return obj

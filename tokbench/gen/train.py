@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..dist import init_from_env
+from ..dist import all_reduce_, init_from_env
 from ..io import torch_save_atomic, trim_jsonl_log
 from ..models.generator import SequenceHeads
 from ..models.rar import rar_ratio
@@ -258,7 +258,7 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
                 mean_loss = float(torch.stack(losses).mean())
                 if world > 1:  # every rank reaches this line at the same steps
                     t = torch.tensor([mean_loss], dtype=torch.float64, device=dev)
-                    torch.distributed.all_reduce(t)
+                    all_reduce_(t, info)
                     mean_loss = float(t) / world
             if logf and (step % tc.log_every == 0 or step == end):
                 el = time.time() - t0

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..dist import current
+from ..dist import all_reduce_, broadcast_, current
 from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
 from ..nn.schedule import warmup_cosine
 from ..perturb import PerturbSetting, Perturber
@@ -69,8 +69,8 @@ class Trainer:
     def __init__(self, cfg: dict, dataset, *, out_dir: str | Path | None = None, device: str | torch.device | None = None,
                  progress: bool = True) -> None:
         self.cfg = cfg
-        info = current()
-        self.rank, self.world = info.rank, info.world
+        self.dist = current()
+        self.rank, self.world = self.dist.rank, self.dist.world
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress and self.rank == 0
@@ -220,7 +220,7 @@ class Trainer:
             return
         grads = [p.grad for p in params if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
+        all_reduce_(flat, self.dist)
         flat /= self.world
         i = 0
         for g in grads:
@@ -296,7 +296,7 @@ class Trainer:
         n = q.codebook_size
         used = torch.bincount(ids.reshape(-1), minlength=n)
         if self.world > 1:
-            torch.distributed.all_reduce(used)
+            all_reduce_(used, self.dist)
         now = self.step + 1
         self.last_used[used.to(self.last_used.device) > 0] = now
         if now % c["check_every"]:
@@ -310,7 +310,7 @@ class Trainer:
                 torch.randint(0, m, (dead.numel(),), generator=self.gen, device=self.device))
         new = feats[pick].contiguous()
         if self.world > 1:
-            torch.distributed.broadcast(new, 0)
+            broadcast_(new, self.dist)
         w = q.embedding.weight
         w[dead] = new.to(w.dtype)
         st = self.opt.state.get(w, {})
