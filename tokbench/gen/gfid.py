@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..data import to_uint8
+from ..dist import current
 from ..fid import StatsAccumulator, frechet_distance
 from ..io import portable_path
 from ..models.generator import SequenceHeads
@@ -93,9 +94,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     if generator.conditional and num % generator.cfg.num_classes:
         log.warning("%d samples for %d classes: classes get %d or %d samples (gFID protocol: 50 per class)", num,
                     generator.cfg.num_classes, num // generator.cfg.num_classes, num // generator.cfg.num_classes + 1)
-    rank, world = 0, 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    info = current()  # the process group the caller joined (torchrun), or one process
+    rank, world = info.rank, info.world
     indices = list(range(rank, num, world))
     acc = None
     ac = torch.bfloat16 if (bf16 and dev.type == "cuda") else None
