@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .suite_files import suite_definition
+
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_CSV = ROOT / "results" / "published.csv"
 SOURCES_DIR = ROOT / "results" / "published-sources"
@@ -170,7 +172,6 @@ def paper_suite(preset: str, family: str, data: str | None = None) -> dict:
         raise ValueError(f"{preset}: its paper's rFID protocol {proto.code} uses crop '{proto.crop}', which tokbench "
                          f"does not implement ({proto.tokbench_gap}); `--protocol paper` would not measure it as the "
                          "paper did")
-    from .runner.suite import suite_definition
 
     metrics = ["rfid", "usage", "psnr", "ssim"]
     pfid = None

@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .api import Tokenizer
+from .published import published_rows
+from .weight_files import local_file
 from .weights import (
     FILTERED_KEY,
     ResolvedWeights,
@@ -32,7 +34,6 @@ from .weights import (
     safetensors_metadata,
     unwrap_state_dict,
 )
-from .weight_files import local_file
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ class Preset:
     def published(self) -> list[dict]:
         """The numbers this preset's paper / repository publishes, with protocol and source (results/published.csv;
         empty when the file is not installed)."""
-        from .published import published_rows
-
         return published_rows(self.name)
 
 

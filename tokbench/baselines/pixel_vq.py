@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
-from ..io import CorruptFileError, read_checked_torch, stable_hash, write_checked_torch
+from ..data import open_dataset
+from ..io import CorruptFileError, cache_dir, read_checked_torch, stable_hash, write_checked_torch
 from ..registry import Family, Preset, register_family, register_preset
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,6 @@ class PixelVQ(Tokenizer):
 
 
 def _cache_path(cfg: dict) -> Path:
-    from ..fid.extractors import cache_dir
-
     return cache_dir() / "pixel_vq" / f"{stable_hash(cfg)[:16]}.codebook"
 
 
@@ -138,7 +136,6 @@ def build(config: dict) -> PixelVQ:
     if cached is not None and cached.shape == model.codebook.shape:
         model.codebook.copy_(cached)
         return model
-    from ..data import open_dataset
 
     log.info("fitting pixel-VQ codebook (k=%d, p=%d) on %s", model.codebook.shape[0], model.patch, fit["data"])
     ds = open_dataset(fit["data"], model.resolution, num_images=fit["num_images"])

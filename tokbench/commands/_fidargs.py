@@ -29,6 +29,7 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
 
 def folder_batches(ds, batch_size: int):
     """uint8 batches of consecutive same-size images (folders of mixed sizes are fine without --resolution)."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
 
     from ..data import BadImageError
@@ -53,6 +54,7 @@ def folder_batches(ds, batch_size: int):
 def stats_of(spec: str, args, extractor, keep: str = "auto"):
     """(accumulator or None, mu, sigma, protocol) of a folder or an .npz statistics file (`keep="all"`: every feature
     row too, for KID)."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..data import open_dataset
     from ..fid import compute_stats, load_npz_stats
 

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..registry import get_family, get_preset
     from ..weights import FILTERED_KEY, flatten_tensors, read_checkpoint, save_safetensors
 

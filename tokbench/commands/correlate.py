@@ -60,6 +60,7 @@ def request(args: argparse.Namespace):
     """The parsed options as the library's typed `CorrelateRequest` (no --runs and no --table: the default runs
     folder). The library is imported here, not at the top: the CLI imports every command to build --help, and the
     analysis stack (pandas, scipy) should load only when this command runs."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..report.correlate import CorrelateRequest, parse_compare
 
     runs = args.runs
@@ -78,6 +79,7 @@ def request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..report import correlate
 
     correlate.run(request(args))

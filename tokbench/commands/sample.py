@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, defaults: dict):
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..gen.sampling import SamplingConfig
 
     d = dict(defaults)
@@ -57,6 +58,7 @@ def settings_from_args(args: argparse.Namespace, defaults: dict):
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
 
     from ..gen.checkpoint import TokenizerRef, load_generator
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     png_dir = out / "images" if (out and args.save_png) else None
     if not args.reference:
         n = 0
+        # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
         from ..gen.gfid import _save_pngs
 
         for idx, labels, images in sample_images(model, tok, num=args.num, settings=settings, seed=args.seed,
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{n} samples -> {png_dir}")
         return 0
 
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..fid import get_extractor
     from ..gen.reference import resolve_reference
 

@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     from ..fid import get_extractor, save_stats
 
     extractor = get_extractor(args.extractor, args.fid_weights, args.device)

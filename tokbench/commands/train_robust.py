@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 NAME = "train-robust"
@@ -33,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # deferred on purpose: `tokbench --help` / `list` must not import torch
 
+    from ..dist import init_from_env, shutdown
     from ..train import Trainer, load_config
     from ..train.data import open_training_data
 
@@ -43,13 +43,9 @@ def run(args: argparse.Namespace) -> int:
         cfg["train"]["steps"] = int(args.steps)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     device = args.device
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = device or f"cuda:{local}"
+    info = init_from_env(device)
+    if info.active and torch.cuda.is_available():
+        device = device or f"cuda:{info.local_rank}"
     ckpt = out / "checkpoints" / "last.pt"
     if ckpt.exists() and not args.resume:
         raise ValueError(f"{out} already has a checkpoint; pass --resume to continue or choose another --out")
@@ -61,6 +57,5 @@ def run(args: argparse.Namespace) -> int:
     if trainer.rank == 0:
         print(json.dumps({"tokenizer": res.get("tokenizer"), "step": res["step"], "eval": res.get("eval")},
                          indent=1, default=str))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    shutdown(info)
     return 0

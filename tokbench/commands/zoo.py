@@ -70,6 +70,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
     import yaml
 
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..zoo.config import with_seed
 
     if args.pool:
+        # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
         from ..zoo.pool import pool
 
         cmd = "tokbench zoo " + " ".join(f"--pool {shlex.quote(d)}" for d in args.pool) + f" --out {shlex.quote(args.out)}"
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"pooled {len(res['replicates'])} replicates -> {args.out}/README.md")
         return 0 if res["correlate"]["exit_code"] == 0 else 3
     if args.export_weights:
+        # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
         from ..zoo.export import export
 
         names = [n.strip() for n in args.export_names.split(",") if n.strip()] if args.export_names else None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import InMemoryCrops
+from .base import InMemoryCrops
 from .images import pil_to_uint8, prepare, to_rgb8
 
 # (source, package, file inside the package's data folder)

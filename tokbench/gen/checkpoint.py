@@ -12,8 +12,9 @@ import torch
 from ..models.gen_layout import SequenceSpec
 from ..models.generator import GeneratorConfig, SequenceHeads
 from ..models.rar import RARConfig
-from .archs import build_generator, generator_config
+from ..registry import load_tokenizer
 from ..weights import load_strict, safetensors_metadata, save_safetensors, sha256_file
+from .archs import build_generator, generator_config
 
 KIND = "tokbench.generator"
 
@@ -37,8 +38,6 @@ class TokenizerRef:
         return cls(d["name"], d.get("weights"), d.get("upstream_config"), bool(d.get("pretrained", True)))
 
     def load(self, device: str | torch.device = "cpu"):
-        from ..registry import load_tokenizer
-
         return load_tokenizer(self.name, weights=self.weights, upstream_config=self.upstream_config, device=device,
                               pretrained=self.pretrained)
 

@@ -17,8 +17,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..data import to_uint8
+from ..dist import current
+from ..fid import StatsAccumulator, frechet_distance
 from ..io import portable_path
 from ..models.generator import SequenceHeads
+from ..progress import progress_bar
 from .checkpoint import GeneratorMeta, load_generator
 from .reference import fd_reference
 from .sampling import SamplingConfig, generate, sample_noise, sample_seeds
@@ -36,8 +40,6 @@ def class_labels(num: int, num_classes: int) -> torch.Tensor:
 
 
 def _to_uint8(x01: torch.Tensor) -> torch.Tensor:
-    from ..data import to_uint8
-
     return to_uint8(x01)
 
 
@@ -46,8 +48,6 @@ def sample_images(model: SequenceHeads, tokenizer, *, num: int, settings: Sampli
                   batch_size: int = 64, indices: list[int] | None = None, autocast_dtype: torch.dtype | None = None,
                   progress: bool = True) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """Yield (sample indices, labels, uint8 B x 3 x H x W images) for samples `indices` (default all of 0…num−1)."""
-    from ..progress import progress_bar
-
     labels_all = class_labels(num, model.cfg.num_classes)
     indices = list(range(num)) if indices is None else list(indices)
     name = getattr(getattr(tokenizer, "info", None), "preset", None) or ""
@@ -76,8 +76,6 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     statistics are all-reduced. save_dir: also write every sample as PNG (never JPEG). extra_references: {name:
     reference} — the same samples' FD against each is added to the protocol under `extra_references` (one sampling
     pass for, e.g., gFID against the training and the held-out images)."""
-    from ..fid import StatsAccumulator, frechet_distance
-
     if isinstance(generator, (str, Path)):
         generator, _ = load_generator(generator, device or "cpu")
     meta: GeneratorMeta | None = getattr(generator, "meta", None)
@@ -96,9 +94,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     if generator.conditional and num % generator.cfg.num_classes:
         log.warning("%d samples for %d classes: classes get %d or %d samples (gFID protocol: 50 per class)", num,
                     generator.cfg.num_classes, num // generator.cfg.num_classes, num // generator.cfg.num_classes + 1)
-    rank, world = 0, 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    info = current()  # the process group the caller joined (torchrun), or one process
+    rank, world = info.rank, info.world
     indices = list(range(rank, num, world))
     acc = None
     ac = torch.bfloat16 if (bf16 and dev.type == "cuda") else None

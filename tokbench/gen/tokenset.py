@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data import iter_batches
 from ..io import atomic_write
 from ..models.gen_layout import SequenceSpec
 
@@ -76,8 +77,6 @@ def pretokenize(tokenizer, dataset, out_dir: str | Path, *, meta: dict, labels: 
     """Encode `dataset` (a `tokbench.data` data set of uint8 3 x S x S images) with `tokenizer` into `out_dir`,
     resuming completed shards. Labels default to the data set's own (class = first-level sub-folder). `meta` (the
     tokenizer reference and a description of the data) is recorded and must match an existing folder's."""
-    from ..data import iter_batches
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = SequenceSpec.from_tokenizer(tokenizer)

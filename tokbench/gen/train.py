@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,9 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..dist import all_reduce_, init_from_env
 from ..io import torch_save_atomic, trim_jsonl_log
 from ..models.generator import SequenceHeads
 from ..models.rar import rar_ratio
+from ..nn.schedule import warmup_cosine
 from .archs import build_generator, generator_config
 from .checkpoint import GeneratorMeta, TokenizerRef, save_generator
 from .sampling import SamplingConfig
@@ -108,11 +109,7 @@ class RunConfig:
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up to lr over warmup_steps, then cosine decay to min_lr at the last step."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, total - cfg.warmup_steps)
-    prog = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * prog))
+    return warmup_cosine(step, cfg.warmup_steps, total, cfg.lr, cfg.min_lr)
 
 
 class BatchPlan:
@@ -149,22 +146,14 @@ class _LossModule(nn.Module):
         return self.model.loss(ids, self.model.drop_labels(labels), **kw)
 
 
-def _dist() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path, *, device: str | None = None,
           stop_at: int | None = None, resume: bool = True, progress: bool = True) -> Path:
     """Train (or resume) and return the path of `generator.safetensors` (EMA weights when EMA is on).
     stop_at: stop after that many steps (saving a checkpoint), as an interrupted run would."""
     ts = tokens if isinstance(tokens, TokenSet) else TokenSet(tokens)
     tc = config.train
-    rank, world, local = _dist()
+    info = init_from_env()
+    rank, world, local = info.rank, info.world, info.local_rank
     if device is None:
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -269,7 +258,7 @@ def train(tokens: str | Path | TokenSet, config: RunConfig, out_dir: str | Path,
                 mean_loss = float(torch.stack(losses).mean())
                 if world > 1:  # every rank reaches this line at the same steps
                     t = torch.tensor([mean_loss], dtype=torch.float64, device=dev)
-                    torch.distributed.all_reduce(t)
+                    all_reduce_(t, info)
                     mean_loss = float(t) / world
             if logf and (step % tc.log_every == 0 or step == end):
                 el = time.time() - t0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..api import TokenLayout, Tokens, TokenSpace
+from ..api import TokenGroup, TokenLayout, TokenSpace, Tokens
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,6 @@ class SequenceSpec:
 
 
 def layout_from_dict(d: dict) -> TokenLayout:
-    from ..api import TokenGroup
-
     return TokenLayout(tuple(TokenGroup(tuple(g["shape"]), g.get("kind", "grid"), int(g.get("scale", 0)),
                                         tuple(g.get("spaces", (0,)))) for g in d["groups"]))
 

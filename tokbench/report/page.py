@@ -13,7 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..runner.leaderboard import _fmt, gfid_lines, protocol_lines
+from ..runner.schema import safe_name
 from . import html as page_html
+from . import plots
 from . import render
 
 GALLERY_K = 6  # images per tokenizer in a failure gallery
@@ -32,8 +35,6 @@ def _extractor(board: dict) -> dict:
 
 def banner(board: dict) -> str:
     """What every number on the page was measured under; the weights source in bold when not the real network."""
-    from ..runner.leaderboard import gfid_lines, protocol_lines
-
     if not board.get("protocol"):
         return '<div class="banner" id="protocol-banner"><p>No successful results yet.</p></div>'
     ex = _extractor(board)
@@ -57,8 +58,6 @@ PAGE_OMITS = ("weights", "weights_sha256", "entropy_norm", "usage/256img")  # in
 
 def leaderboard_table(board: dict) -> str:
     """The rows as `leaderboard.md` prints them (same formatting, pFID ± std over seeds)."""
-    from ..runner.leaderboard import _fmt
-
     if not board.get("rows"):
         return '<p class="note">No successful results in the leaderboard.</p>'
     cols = [c for c in board["columns"] if c not in PAGE_OMITS]
@@ -96,8 +95,6 @@ def _curves(results: Sequence[dict]) -> dict[str, dict[str, list]]:
 
 
 def curve_svg(results: Sequence[dict], out_dir: Path) -> str:
-    from . import plots
-
     curves = _curves(results)
     if not curves:
         return ""
@@ -109,8 +106,6 @@ def curve_svg(results: Sequence[dict], out_dir: Path) -> str:
 def rank_svg(board: dict, out_dir: Path) -> str:
     """Each tokenizer's rank (1 = best) under rFID, every pFID setting and gFID: crossing lines are where the
     metrics disagree."""
-    from . import plots
-
     rows = board.get("rows") or []
     metrics = [c for c in ["rFID", *board.get("pfid_columns", []), "gFID"]
                if sum(r.get(c) is not None for r in rows) >= 2]
@@ -204,8 +199,6 @@ def build(out_dir: str | Path, *, runs: Sequence[str | Path] = (), report: dict 
           data_columns: Sequence[str] = (), leaderboard: str | Path | None = None,
           title: str = "tokbench results") -> str:
     """The whole page. `report`: a correlation report (default: `<out_dir>/correlation.json` when present)."""
-    from ..runner.schema import safe_name
-
     out_dir = Path(out_dir)
     if not runs and (out_dir / "runs").is_dir():  # the leaderboard's own run folder (`tokbench run --out`'s layout)
         runs = [out_dir / "runs"]

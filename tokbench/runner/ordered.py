@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from ..fid import StatsAccumulator
 from ..metrics import ImageQuality
-from .distributed import DistInfo
+from ..dist import DistInfo
 
 PROTOCOL = "float64 sums (n, Σx, Σxxᵀ) per chunk, added to the totals in chunk order (any number of processes)"
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..data.datasets import list_images
 from ..errors import UsageError
+from ..registry import families, get_family, presets
 from ..weight_files import destination, fetch_command, hub_reachable, local_file, offline_env
 
 SAMPLE_SPECS = ("sample", "sample:train", "sample:heldout", "photos")  # embedded sets (tokbench.data)
@@ -28,8 +30,6 @@ def expand_tokenizers(entries: Sequence[str]) -> list[str]:
     """Validate names before anything loads: presets, 'all', 'available', shell-style globs over preset names
     (`tokbench-zoo*`), or a `.safetensors` tokbench checkpoint. A family name or a typo is a usage error with
     suggestions."""
-    from ..registry import families, presets
-
     names, fams = sorted(presets()), families()
     out: list[str] = []
     for e in entries:
@@ -55,8 +55,6 @@ def expand_tokenizers(entries: Sequence[str]) -> list[str]:
 def check_data(spec: str, num_images: int | None, skip_bad_images: bool = False) -> None:
     """The data exists, holds images, and the first images decode (unless bad images are to be skipped); nothing is
     loaded into a model. Lists files as the data layer does (symlinked folders followed, unreadable entries named)."""
-    from ..data.datasets import list_images
-
     if num_images is not None and num_images < 1:
         raise UsageError(f"--num-images {num_images}: must be ≥ 1")
     s = str(spec)
@@ -98,8 +96,6 @@ class Missing:
 def split_by_weights(names: Sequence[str]) -> tuple[list[str], list[Missing]]:
     """(names to run, presets whose weights are absent). Local files and the Hub cache are looked at first; a Hub
     download is only planned when not offline (HF_HUB_OFFLINE / TOKBENCH_OFFLINE) and the Hub answers — asked once."""
-    from ..registry import get_family, presets
-
     ps = presets()
     run, missing = [], []
     reachable: bool | None = None

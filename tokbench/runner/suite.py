@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..fid import get_extractor
 from ..perturb import DEFAULT_MODE, PerturbSetting
+from ..suite_files import SUITES_DIR, packaged_suites, read_suite_yaml, suite_definition  # noqa: F401 - re-exported
 
 KNOWN_METRICS = ("rfid", "pfid", "kid", "usage", "psnr", "ssim")
 GFID_KEYS = ("generators", "reference", "num", "seed")
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"  # package data: found after a plain `pip install .`
 DEFAULT_SUITE = "sample"
 
 
@@ -75,8 +73,6 @@ class Suite:
 
     def extractor(self, device: str = "cpu"):
         """The suite's feature extractor (`fid`: extractor name, weights, optional feature layer such as "64")."""
-        from ..fid import get_extractor
-
         kw = {"feature": str(self.fid["feature"])} if self.fid.get("feature") else {}
         return get_extractor(self.fid.get("extractor", "inception-v3-compat"), self.fid.get("weights"), device=device,
                              **kw)
@@ -116,42 +112,12 @@ class Suite:
             raise ValueError(f"suite {file}: {e}") from None
 
 
-def packaged_suites() -> list[str]:
-    """Names of the suites shipped in the package (`--suite <name>`)."""
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-
-
-def _read_yaml(p: Path) -> dict:
-    try:
-        d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise ValueError(f"suite {where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"suite {p} is not a YAML mapping")
-    return d
-
-
-def suite_definition(name: str) -> dict:
-    """A packaged suite's definition as a fresh dict (each file read once per process): `suite_definition("sample")`."""
-    if not (SUITES_DIR / f"{name}.yaml").is_file():
-        raise FileNotFoundError(f"suite {name!r} not found: neither a YAML file nor a packaged suite "
-                                f"({', '.join(packaged_suites())})")
-    return copy.deepcopy(_packaged(name))
-
-
-@lru_cache(maxsize=None)
-def _packaged(name: str) -> dict:
-    return _read_yaml(SUITES_DIR / f"{name}.yaml")
-
-
 def load_suite(spec: str | None) -> Suite:
     """A YAML path (a path is a path), else the name of a packaged suite (`imagenet256`); None: `sample`."""
     spec = DEFAULT_SUITE if spec is None else spec
     p = Path(spec).expanduser()
     if p.is_file():
-        return Suite.from_dict(_read_yaml(p), file=str(p))
+        return Suite.from_dict(read_suite_yaml(p), file=str(p))
     if p.suffix or len(p.parts) > 1:
         hint = f"; the packaged suite is `--suite {p.stem}`" if p.stem in packaged_suites() else ""
         raise FileNotFoundError(f"suite file {spec} does not exist{hint}")

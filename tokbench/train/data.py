@@ -9,16 +9,13 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..data import open_dataset
+
 SPLIT_SEED = 20240917  # fixed: the held-out split does not move with the training seed
 
 
 def open_training_data(spec: str, resolution: int, num_images: int | None = None) -> Dataset:
-    """`tokbench.data.open_dataset` ("sample" or a folder path), with a clear error until that module exists."""
-    try:
-        from ..data import open_dataset  # written by the lead; lands on main separately
-    except ImportError as e:  # pragma: no cover - depends on the merge state
-        raise RuntimeError("tokbench.data is not available in this checkout (needed for --data); "
-                           f"merge main or pass a dataset object to Trainer directly ({e})") from e
+    """`tokbench.data.open_dataset` ("sample" or a folder path) for a training run."""
     return open_dataset(spec, resolution, num_images=num_images)
 
 

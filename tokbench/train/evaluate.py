@@ -25,7 +25,10 @@ import torch
 
 from ..api import Tokenizer
 from ..data.datasets import ImageDataset
+from ..fid import get_extractor, reference_stats
 from ..perturb import PerturbSetting, Perturber
+from ..runner import RunOptions, Suite, evaluate
+from ..runner.schema import result_file
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +119,6 @@ class FidContext:
 
     def __init__(self, dataset: HeldoutImages, extractor: str = "inception-v3-compat", weights: str | None = None,
                  device: str | torch.device = "cpu", batch_size: int = 32, cache: str | Path | None = None) -> None:
-        from ..fid import get_extractor, reference_stats
-
         self.dataset = dataset
         self.extractor = get_extractor(extractor, weights, device=device)
         self.ref_acc, self.ref_proto = reference_stats(dataset, self.extractor, batch_size=batch_size, cache=cache,
@@ -131,8 +132,6 @@ def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[f
     """rFID, pFID (β = 1, each α, δ nearest codes to the encoder feature), usage/perplexity and PSNR of `model` on
     the held-out `images` (uint8 N x 3 x H x W) through `tokbench.runner.evaluate`. The runner's result file goes to
     `out_dir` (a temporary folder, removed, when None). Returns a compact summary plus the result's protocol."""
-    from ..runner import RunOptions, Suite, evaluate
-
     if context is None:
         context = FidContext(HeldoutImages(images, parent, indices), extractor, fid_weights, model.device, batch_size)
     ds = context.dataset
@@ -170,7 +169,5 @@ def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[f
         if row.get("kid_mean") is not None:
             out[f"pkid_a{row['alpha']:g}"] = row["kid_mean"]
     if tmp is None:
-        from ..runner.schema import result_file
-
         out["result_file"] = str(result_file(Path(out_dir), res))
     return out

@@ -31,23 +31,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..dist import all_reduce_, broadcast_, current
 from ..io import torch_save_atomic, trim_jsonl_log, write_text_atomic
+from ..nn.schedule import warmup_cosine
+from ..perturb import PerturbSetting, Perturber
 from ..registry import get_family
 from ..weights import CheckpointMismatchError, save_safetensors
 from . import regularizers as R
-from .data import BatchOrder, split_indices, to_native
-from .evaluate import heldout_metrics, runner_metrics
+from .data import BatchOrder, _image, split_indices, to_native
+from .evaluate import FidContext, HeldoutImages, heldout_metrics, runner_metrics
 from .losses import (LeCam, PatchDiscriminator, VGGPerceptual, adaptive_weight, hinge_d_loss, hinge_g_loss,
                      local_vgg16_weights, reconstruction_loss)
 from .perturb_hook import NEIGHBOUR_RULE, perturb_ids
 
 log = logging.getLogger(__name__)
-
-
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class ModelEMA:
@@ -68,19 +65,12 @@ class ModelEMA:
                 e.copy_(v)
 
 
-def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine to `min_ratio` at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
 class Trainer:
     def __init__(self, cfg: dict, dataset, *, out_dir: str | Path | None = None, device: str | torch.device | None = None,
                  progress: bool = True) -> None:
         self.cfg = cfg
-        self.rank, self.world = dist_info()
+        self.dist = current()
+        self.rank, self.world = self.dist.rank, self.dist.world
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress and self.rank == 0
@@ -109,14 +99,14 @@ class Trainer:
 
         self.opt = torch.optim.AdamW(self._param_groups(self.model, t["weight_decay"]), lr=t["lr"],
                                      betas=tuple(t["betas"]))
-        sched = lambda s: lr_lambda(s, t["warmup_steps"], t["steps"], t["min_lr_ratio"])  # noqa: E731
+        sched = lambda s: warmup_cosine(s, t["warmup_steps"], t["steps"], 1.0, t["min_lr_ratio"])  # noqa: E731
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, sched)
         if self.disc is not None:
             self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=lc["disc_lr"] or t["lr"],
                                            betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
             # the discriminator's schedule starts when it starts training (loss.adv_start)
-            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_lambda(
-                s, t["warmup_steps"], max(t["steps"] - lc["adv_start"], 1), t["min_lr_ratio"]))
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: warmup_cosine(
+                s, t["warmup_steps"], max(t["steps"] - lc["adv_start"], 1), 1.0, t["min_lr_ratio"]))
 
         # randomness of the regularisers: one generator per process, checkpointed
         self.gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] * 1000 + self.rank + 1)
@@ -230,7 +220,7 @@ class Trainer:
             return
         grads = [p.grad for p in params if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
+        all_reduce_(flat, self.dist)
         flat /= self.world
         i = 0
         for g in grads:
@@ -306,7 +296,7 @@ class Trainer:
         n = q.codebook_size
         used = torch.bincount(ids.reshape(-1), minlength=n)
         if self.world > 1:
-            torch.distributed.all_reduce(used)
+            all_reduce_(used, self.dist)
         now = self.step + 1
         self.last_used[used.to(self.last_used.device) > 0] = now
         if now % c["check_every"]:
@@ -320,7 +310,7 @@ class Trainer:
                 torch.randint(0, m, (dead.numel(),), generator=self.gen, device=self.device))
         new = feats[pick].contiguous()
         if self.world > 1:
-            torch.distributed.broadcast(new, 0)
+            broadcast_(new, self.dist)
         w = q.embedding.weight
         w[dead] = new.to(w.dtype)
         st = self.opt.state.get(w, {})
@@ -415,7 +405,6 @@ class Trainer:
         idx = self.holdout_idx[:limit] if limit else self.holdout_idx
         if not idx:
             raise ValueError("no held-out images (data.holdout is 0)")
-        from .data import _image
 
         return torch.stack([_image(self.dataset[i]) for i in idx])
 
@@ -433,8 +422,6 @@ class Trainer:
             res["fid"] = "computed on rank 0"
             return res
         if self._fid is None:
-            from .evaluate import FidContext, HeldoutImages
-
             idx = self.holdout_idx[: ev["max_images"]] if ev["max_images"] else self.holdout_idx
             cache = self.out_dir / "eval" / "reference_stats" if self.out_dir is not None else None
             self._fid = FidContext(HeldoutImages(images, self.dataset, idx), ev["fid_extractor"], ev["fid_weights"],
@@ -457,8 +444,6 @@ class Trainer:
         toks = model.encode(x)
         rows = [x.float() / 255.0, model.decode(toks).cpu()]
         if self.cfg["perturb"]["enabled"]:
-            from ..perturb import PerturbSetting, Perturber
-
             setting = PerturbSetting(0.5, min(self.cfg["perturb"]["delta"], model.info.vocab_size), 1.0, 0, "feature")
             pr = Perturber.for_tokenizer(model)(toks, setting, torch.arange(x.shape[0]), model.last_features)
             rows.append(model.decode(pr.tokens).cpu())

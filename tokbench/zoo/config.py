@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from ..gen.train import RunConfig
+from ..train import make_config
+
 TOP_KEYS = {"name", "description", "seed", "data", "tokenizer_defaults", "tokenizers", "generator", "generators",
             "pretokenize", "measure", "gfid", "correlate", "quick", "notes"}
 DEFAULTS: dict[str, Any] = {
@@ -126,7 +129,6 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
         cfg["name"] = q.get("name", f"{cfg['name']}-quick")
     cfg["quick"] = None
     _check(cfg, where)
-    from ..train import make_config
 
     res = int(cfg["data"]["resolution"])
     out = []
@@ -148,7 +150,6 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
             raise ValueError(f"{where}: tokenizer {t['name']!r}: {e}") from None
         out.append({"name": t["name"], "note": t.get("note", ""), "train_config": full})
     cfg["tokenizers"] = out
-    from ..gen.train import RunConfig
 
     for gname, recipe in generator_recipes(cfg):
         try:

@@ -23,11 +23,22 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from .config import deep_merge, stable_hash
+from ..data import open_dataset
+from ..fid import get_extractor, reference_stats
+from ..gen import gfid, load_generator
+from ..gen.checkpoint import TokenizerRef
+from ..gen.tokenset import pretokenize
+from ..gen.train import RunConfig, train as train_generator
 from ..report import correlate
 from ..report.correlate import CorrelateRequest
 from ..report.inputs import rows_from_results
 from ..report.render import write_text_atomic
+from ..runner import RunOptions, evaluate, write_leaderboard
+from ..runner.schema import result_file
+from ..runner.suite import Suite
+from ..testing import fixtures_root
+from ..weights import sha256_file
+from .config import deep_merge, stable_hash
 from .pipeline import Stages, _rel, write_json
 
 TOP_KEYS = {"name", "description", "notes", "base", "data", "tokenizers", "pretokenize", "generators", "gfid",
@@ -105,7 +116,6 @@ def resolve(raw: dict, where: Path) -> dict:
                              f"family (keys: {', '.join(sorted(TOKENIZER_KEYS))}){'; unknown ' + str(sorted(bad)) if bad else ''}")
         t = dict(t)
         if t.get("fixture"):  # a parity fixture (dry runs): its weights and config, found as the parity tests do
-            from ..testing import fixtures_root
 
             fx = fixtures_root() / t.pop("fixture")
             if not fx.is_dir():
@@ -124,7 +134,6 @@ def resolve(raw: dict, where: Path) -> dict:
     cfg["tokenizers"] = toks
     if not cfg["generators"]:
         raise ValueError(f"{where}: generators is empty (e.g. gpt: {{config: benchmarks/experiments/gen/gpt-l.yaml}})")
-    from ..gen.train import RunConfig
 
     gens = {}
     for arch, g in cfg["generators"].items():
@@ -146,8 +155,6 @@ def resolve(raw: dict, where: Path) -> dict:
 
 
 def tokenizer_ref(entry: dict):
-    from ..gen.checkpoint import TokenizerRef
-
     return TokenizerRef(entry.get("preset") or entry["family"], entry.get("weights"), entry.get("upstream_config"))
 
 
@@ -173,10 +180,6 @@ class PaperOptions:
 # ----------------------------------------------------------------------------------------------------------------------
 def run_paper(cfg: dict, opts: PaperOptions) -> dict:
     """Run (or resume) the experiment; returns the summary written to `<out>/summary.json`."""
-    from ..data import open_dataset
-    from ..fid import get_extractor, reference_stats
-    from ..runner.suite import Suite
-
     t0 = time.time()
     out, work = opts.out, opts.work
     out.mkdir(parents=True, exist_ok=True)
@@ -199,8 +202,6 @@ def run_paper(cfg: dict, opts: PaperOptions) -> dict:
         gref = reference_stats(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache)
         gref_key = gref[1].get("cache_key")
     else:
-        from ..weights import sha256_file
-
         gref = str(_find(g["reference"], Path.cwd()))
         gref_key = sha256_file(gref)
     suite = Suite.from_dict({
@@ -218,12 +219,6 @@ def run_paper(cfg: dict, opts: PaperOptions) -> dict:
 
 def run_tokenizer(entry: dict, cfg: dict, opts: PaperOptions, stages: Stages, train_ds, val_ds, suite, extractor,
                   ext_proto: dict, val_ref, gref, gref_key: str) -> dict:
-    from ..gen import gfid, load_generator
-    from ..gen.tokenset import pretokenize
-    from ..gen.train import RunConfig
-    from ..gen.train import train as train_generator
-    from ..weights import sha256_file
-
     name, dev = entry["name"], opts.device
     ref = tokenizer_ref(entry)
     tok = None
@@ -264,8 +259,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: PaperOptions, stages: Stages, tr
         gens[arch] = (k_gen, m_gen)
 
     # 3. rFID, pFID, codebook statistics on the validation folder (the runner) -------------------------------------
-    from ..runner import RunOptions, evaluate
-    from ..runner.schema import result_file
 
     k_meas = stable_hash({"tokenizer": ref.to_dict(), "suite": suite.to_dict(), "val": val_ds.content_hash,
                           "extractor": ext_proto})
@@ -326,8 +319,6 @@ def correlate_request(cfg: dict, out: Path) -> CorrelateRequest:
 
 
 def finish(cfg: dict, opts: PaperOptions, suite, records: list[dict], seconds: float) -> dict:
-    from ..runner import write_leaderboard
-
     out = opts.out
     write_leaderboard(out / "runs", out, suite=suite.name)
     rows = table_rows(cfg, records)

@@ -25,9 +25,22 @@ from typing import Any, Callable
 
 import torch
 
+from ..data import open_dataset, split_by_source
+from ..fid import frechet_distance, get_extractor
+from ..gen import gfid, load_generator
+from ..gen.checkpoint import TokenizerRef
 from ..gen.reference import resolve_reference
+from ..gen.tokenset import TokenSet, pretokenize
+from ..gen.train import RunConfig, train as train_generator
 from ..io import write_json_atomic, write_text_atomic
+from ..registry import load_tokenizer
+from ..runner import Interrupted, RunOptions, evaluate
+from ..runner.schema import result_file
+from ..runner.suite import Suite
+from ..train import Trainer
+from ..weights import sha256_file
 from .config import axes, generator_label, generator_recipes, gfid_references, stable_hash
+from .report import finish, write_config_files
 
 log = logging.getLogger(__name__)
 STAGES = ("train", "pretokenize", "generator", "measure", "gfid")
@@ -108,8 +121,6 @@ def _rel(p: Path) -> str:
 def open_data(cfg: dict):
     """(full, train, held_out) data sets: the split is by source photograph / file, so no crop of a held-out
     photograph is ever trained on."""
-    from ..data import open_dataset, split_by_source
-
     d = cfg["data"]
     ds = open_dataset(d["spec"], int(d["resolution"]), num_images=d["num_images"], crop=d["crop"])
     train, held = split_by_source(ds, float(d["held_out_fraction"]), int(d["split_seed"]))
@@ -131,8 +142,6 @@ def data_record(ds, train, held) -> dict:
 
 
 def make_suite(cfg: dict):
-    from ..runner.suite import Suite
-
     m, d = cfg["measure"], cfg["data"]
     return Suite.from_dict({
         "name": cfg["name"], "description": f"tokbench zoo {cfg['name']}: held-out split of {d['spec']}",
@@ -145,8 +154,6 @@ def make_suite(cfg: dict):
 # ----------------------------------------------------------------------------------------------------------------------
 def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     """Run (or resume) the whole zoo; returns the summary written to `<out>/summary.json`."""
-    from ..fid import frechet_distance, get_extractor
-
     t_start = time.time()
     out, work = opts.out, opts.work
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +164,6 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     opts.log(f"zoo {cfg['name']}: {len(cfg['tokenizers'])} tokenizers; data {cfg['data']['spec']} at "
              f"{cfg['data']['resolution']} px: {data['train_images']} training images ({len(data['train_sources'])} "
              f"sources), {data['heldout_images']} held-out images ({len(data['heldout_sources'])} sources)")
-    from .report import write_config_files
 
     write_config_files(cfg, opts, data)
 
@@ -176,7 +182,6 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     for entry in cfg["tokenizers"]:
         records.append(run_tokenizer(entry, cfg, opts, stages, train_ds, held_ds, suite, extractor, ext_proto, refs))
 
-    from .report import finish
 
     summary = {"name": cfg["name"], "quick": opts.quick, "data": data, "extractor": ext_proto,
                "fid_train_vs_heldout": floor, "generator": generator_label(cfg),
@@ -195,8 +200,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
     k_train = stable_hash({"train_config": tc, "data": train_ds.content_hash})
     m_train = stages.done(name, "train", k_train)
     if m_train is None:
-        from ..train import Trainer
-
         opts.log(f"[{name}] train tokenizer ({tc['train']['steps']} steps)")
         d = stages.folder(name, "train", k_train)
         t0 = time.time()
@@ -208,7 +211,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
             raise ZooInterrupted(f"{name}: interrupted during tokenizer training at step {trainer.step}")
         res = trainer.fit()
         path = Path(res["tokenizer"])
-        from ..weights import sha256_file
 
         m_train = stages.mark(name, "train", k_train, {
             "tokenizer": _rel(path), "sha256": sha256_file(path), "steps": res["step"], "resumed": resumed,
@@ -222,10 +224,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
     k_pre = stable_hash({"train": k_train, "pretokenize": p_cfg})
     m_pre = stages.done(name, "pretokenize", k_pre)
     if m_pre is None:
-        from ..gen.checkpoint import TokenizerRef
-        from ..gen.tokenset import pretokenize
-        from ..registry import load_tokenizer
-
         opts.log(f"[{name}] pre-tokenise {len(train_ds)} training images (aug {p_cfg['aug']})")
         d = stages.folder(name, "pretokenize", k_pre)
         t0 = time.time()
@@ -244,9 +242,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
                           "extractor": ext_proto})
     m_meas = stages.done(name, "measure", k_meas)
     if m_meas is None:
-        from ..registry import load_tokenizer
-        from ..runner import Interrupted, RunOptions, evaluate
-
         opts.log(f"[{name}] measure on {len(held_ds)} held-out images")
         t0 = time.time()
         tok = load_tokenizer(str(tok_path), device=dev).eval()
@@ -258,7 +253,6 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
             raise ZooInterrupted(f"{name}: interrupted during measurement ({e})") from e
         if res.get("status") != "ok":  # pragma: no cover - evaluate raises instead
             raise RuntimeError(f"{name}: measurement failed: {res.get('reason')}")
-        from ..runner.schema import result_file
 
         m_meas = stages.mark(name, "measure", k_meas, {"result": _rel(result_file(opts.out / "runs", res)),
                                                         "seconds": round(time.time() - t0, 2)})
@@ -307,21 +301,15 @@ def generator_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOpt
     k_gen = stable_hash({"pretokenize": k_pre, "generator": recipe})
     m_gen = stages.done(name, stage, k_gen)
     if m_gen is None:
-        from ..gen.train import RunConfig
-        from ..gen.train import train as train_generator
-
         rc = RunConfig.from_dict(recipe, name="zoo-generator")
         opts.log(f"[{name}] train generator ({generator_label(cfg, recipe, gname)})")
         d = stages.folder(name, stage, k_gen)
         t0 = time.time()
         if hit and hit.get("stage") == "generator":
-            from ..gen.tokenset import TokenSet
-
             total = rc.train.total_steps(len(TokenSet(tokens_dir)))
             train_generator(tokens_dir, rc, d, device=dev, stop_at=max(1, total // 2), progress=opts.progress)
             raise ZooInterrupted(f"{name}: interrupted during generator training at step {max(1, total // 2)}")
         gpath = train_generator(tokens_dir, rc, d, device=dev, resume=True, progress=opts.progress)
-        from ..weights import sha256_file
 
         m_gen = stages.mark(name, stage, k_gen, {"generator": _rel(gpath), "sha256": sha256_file(gpath),
                                                   "seconds": round(time.time() - t0, 2)})
@@ -344,9 +332,6 @@ def gfid_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOptions,
     stage = _stage("gfid", gname)
     m_gfid = stages.done(name, stage, k_gfid)
     if m_gfid is None:
-        from ..gen import gfid, load_generator
-        from ..registry import load_tokenizer
-
         opts.log(f"[{name}] gFID{' (' + gname + ')' if gname else ''}: {num} samples against the "
                  f"{' and '.join(names)} split(s)")
         t0 = time.time()
