@@ -16,7 +16,7 @@ from tokbench.data import open_dataset, to_uint8
 from tokbench.fid import StatsAccumulator
 from tokbench.perturb import Perturber
 from tokbench.runner import RunOptions, Suite, run_suite
-from tokbench.runner.distributed import DistInfo
+from tokbench.dist import DistInfo
 from tokbench.runner.metrics import EvalBatch, MetricSet
 from tokbench.runner.resume import ChunkPlan
 from tokbench.testing import ToyExtractor, ToyVQ

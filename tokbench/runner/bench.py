@@ -28,7 +28,7 @@ from ..api import BinarySpace, CodebookSpace, FSQSpace, Tokenizer
 from ..io import clean_stale_temps
 from ..perturb import PerturbSetting, Perturber
 from ..progress import progress_bar
-from .distributed import DistInfo, agree, all_reduce_, init_from_env, shutdown
+from ..dist import DistInfo, agree, all_reduce_, init_from_env, shutdown
 from .gfid_step import GfidOptions, SuiteResults, gfid_stage
 from .metrics import EvalBatch, MetricSet
 from .ordered import PROTOCOL as SUM_PROTOCOL

@@ -20,7 +20,7 @@ from ..api import Tokenizer, Tokens
 from ..fid import frechet_details, frechet_distance, kernel_inception_distance
 from ..metrics import CodebookStats, ImageQuality
 from ..perturb import PerturbSetting, neighbour_rules, rule_summary
-from .distributed import DistInfo, all_reduce_
+from ..dist import DistInfo, all_reduce_
 from .ordered import ChunkOrderedSums
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import CorruptFileError, KeyMismatchError, read_checked_torch, write_checked_torch
-from .distributed import DistInfo
+from ..dist import DistInfo
 from .schema import safe_name
 
 log = logging.getLogger(__name__)
