@@ -106,6 +106,10 @@ def test_gfid_record_or_bare_number():
     assert g.value == 4.2 and not g.is_record and g.generator is None
     g = GfidEntry.from_raw({"value": 3.0, "generator": "ar", "num_samples": 50})
     assert g.value == 3.0 and g.is_record and g.generator == "ar" and g.num_samples == 50
+    r = Result.from_dict(dict(_result(), gfid_all=[{"value": 2.0, "generator": "a", "reference": "val split (8 images)",
+                                                    "num_samples": 4}, {"value": 3.0, "generator": "b"}]))
+    assert [(e.generator, e.value) for e in r.gfid_all] == [("a", 2.0), ("b", 3.0)]
+    assert r.gfid_all[0].reference.startswith("val split") and Result.from_dict(_result()).gfid_all == []
 
 
 def test_newest_keeps_the_latest_success_and_newer_failures():

@@ -96,10 +96,11 @@ class PfidEntry:
 @dataclass(frozen=True)
 class GfidEntry:
     """The result's gFID: a record {value, generator, num_samples, reference, key, protocol}, or (older files) a bare
-    number."""
+    number. The zoo's `gfid_all` holds one record per generator × reference."""
     value: float | None
     generator: str | None = None
     num_samples: int | None = None
+    reference: Any = None
     protocol: dict | None = None
     raw: Any = field(default=None, compare=False, repr=False)
 
@@ -109,7 +110,7 @@ class GfidEntry:
             return None
         if isinstance(g, dict):
             return cls(value=g.get("value"), generator=g.get("generator"), num_samples=g.get("num_samples"),
-                       protocol=g.get("protocol"), raw=g)
+                       reference=g.get("reference"), protocol=g.get("protocol"), raw=g)
         return cls(value=g, raw=g)
 
     @property
@@ -199,6 +200,11 @@ class Result:
     @property
     def gfid(self) -> GfidEntry | None:
         return GfidEntry.from_raw(self.raw.get("gfid"))
+
+    @property
+    def gfid_all(self) -> list[GfidEntry]:
+        """Every gFID of the zoo's generators × references (empty when the result has only `gfid`)."""
+        return [GfidEntry.from_raw(g) for g in self.raw.get("gfid_all") or []]
 
     @property
     def small_sample(self) -> bool:

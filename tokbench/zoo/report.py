@@ -157,25 +157,26 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
     """With several generators or gFID references: `gfid_all.csv`, one row per tokenizer × generator with the
     runner's metrics, `gfid` (primary reference) and `gfid_<ref>` (each other reference), for
     `tokbench correlate --by generator`. Returns (path or None, the gFID target columns)."""
-    recs = [t for t in summary["tokenizers"] if t["result"].get("gfid_all")]
+    recs = [(t, Result(t["result"]).gfid_all) for t in summary["tokenizers"]]
+    recs = [(t, entries) for t, entries in recs if entries]
     if not recs:
         return None, []
     rows = []
     targets: list[str] = []
-    for t in recs:
+    for t, entries in recs:
         base = rows_from_results([t["measure"]["result"]])
         if base.empty:
             continue
         primary_ref = t["gfid"]["reference"]
         by_gen: dict[str, dict] = {}
-        for e in t["result"]["gfid_all"]:
-            ref = e["reference"].split(" ", 1)[0]
+        for e in entries:
+            ref = e.reference.split(" ", 1)[0]
             col = "gfid" if ref == primary_ref else f"gfid_{ref}"
             if col not in targets:
                 targets.append(col)
-            row = by_gen.setdefault(e["generator"], dict(base.iloc[0].to_dict(), generator=e["generator"],
-                                                         gfid_samples=e["num_samples"]))
-            row[col] = e["value"]
+            row = by_gen.setdefault(e.generator, dict(base.iloc[0].to_dict(), generator=e.generator,
+                                                      gfid_samples=e.num_samples))
+            row[col] = e.value
         rows += list(by_gen.values())
     df = pd.DataFrame(rows)
     df = df[[NAME_COLUMN, "generator"] + [c for c in df.columns if c not in (NAME_COLUMN, "generator")]]
