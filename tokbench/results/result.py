@@ -1,7 +1,7 @@
 """The result file as typed objects: `Result`, its `PfidEntry`s and `GfidEntry`, read one way (`read`) and flattened
 one way (`Result.metric_values`) into canonical metric keys (`rfid`, `rkid`, `pfid@alpha=…,delta=…,mode=…`,
-`pkid@…`, `usage`, …, `gfid`). The leaderboard, `tokbench correlate` and the zoo's reports read results through here,
-so a column is spelled in one place (`PfidEntry.key` / `PfidEntry.label`, labels from `results.metrics`).
+`pkid@…`, `usage`, …, `gfid`). The leaderboard, `tokbench correlate` and the zoo's reports read results through
+here, so a column is spelled in one place (`PfidEntry.key` / `PfidEntry.label`, labels from `results.metrics`).
 
 The dict a result was read from is kept (`Result.raw`) and written back unchanged: `Result.from_dict(d).to_dict() == d`
 for every result file, so nothing a reader does not know about is lost. The schema is documented in
