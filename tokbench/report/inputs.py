@@ -1,8 +1,8 @@
 """Inputs of `tokbench correlate`: result files of `tokbench run` and CSV tables, turned into one DataFrame with one
 row per tokenizer (or per tokenizer × generator), a `tokenizer` column, numeric metric columns and a `source` column.
 
-The result-file schema (`tokbench.result/1`) is defined by `tokbench/runner/schema.py`; `rows_from_results` is the
-*only* place that reads it here, so a schema change is matched in one function.
+Result files are read through `tokbench.results.result` (`Result`, canonical metric keys); `rows_from_results` is
+the only place here that turns them into rows.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-from ..result_identity import latest_per_identity
+from ..results.result import SCHEMA as RESULT_SCHEMA
+from ..results.result import NotAResultError, PfidEntry, newest, read, result_files
 from ..results.metrics import direction  # the metric registry decides directions (also read from here)
 
-RESULT_SCHEMA = "tokbench.result/1"
 NAME_COLUMN = "tokenizer"
 
 # Metric columns that are not metrics: kept as text, never correlated.
@@ -41,34 +41,13 @@ def expected_sign(metric: str, target: str) -> float | None:
 
 # --- result files -----------------------------------------------------------------------------------------------
 
-def _result_files(paths: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            files += sorted(q for q in p.glob("*.json"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"no result file or folder at {p}")
-    return files
+# The canonical metric keys (`Result.metric_values`) a run contributes, besides every `pfid@…` setting.
+RUN_METRICS = ("rfid", "usage", "perplexity", "entropy_norm", "psnr", "ssim")
 
 
 def pfid_column(entry: dict) -> str:
-    """Column name of one pFID setting, e.g. `pfid@alpha=0.5,delta=280,mode=code`."""
-    parts = [f"alpha={entry.get('alpha'):g}" if isinstance(entry.get("alpha"), (int, float)) else
-             f"alpha={entry.get('alpha')}"]
-    d = entry.get("delta")
-    parts.append(f"delta={d:g}" if isinstance(d, (int, float)) else f"delta={d}")
-    if entry.get("mode"):
-        parts.append(f"mode={entry['mode']}")
-    if entry.get("exclude_self"):
-        parts.append("exclude_self")
-    if entry.get("scales"):
-        parts.append(f"scales={entry['scales']}")
-    if entry.get("beta") not in (None, 1, 1.0):
-        parts.append(f"beta={entry['beta']:g}")
-    return "pfid@" + ",".join(parts)
+    """Column name of one pFID setting, e.g. `pfid@alpha=0.5,delta=280,mode=code` (`PfidEntry.key`)."""
+    return PfidEntry.from_dict(entry).key
 
 
 def rows_from_results(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -79,50 +58,42 @@ def rows_from_results(paths: Sequence[str | Path]) -> pd.DataFrame:
     report can name them. pFID-versus-α curves go to `df.attrs['curves']` ({tokenizer: {key: [[α, mean, std]…]}}).
     """
     rows, skipped, curves, results = [], [], {}, []
-    for f in _result_files(paths):
+    for f in result_files(paths):
         try:
-            d = json.loads(f.read_text())
+            r = read(f)
         except (OSError, json.JSONDecodeError) as e:
             skipped.append({"file": str(f), "reason": f"unreadable JSON: {e}"})
             continue
-        if not isinstance(d, dict) or d.get("schema") != RESULT_SCHEMA:
+        except NotAResultError:
             skipped.append({"file": str(f), "reason": f"not a {RESULT_SCHEMA} result file"})
             continue
-        d.setdefault("tokenizer", {}).setdefault("name", f.stem)
-        d.setdefault("suite", {})
-        d["_file"] = str(f)
-        results.append(d)
-    newest, _ = latest_per_identity(results)
-    keep = {id(d) for d in newest}
-    for d in results:
-        f, name = Path(d["_file"]), d["tokenizer"]["name"]
-        if d.get("status") != "ok":
-            skipped.append({"file": str(f), "tokenizer": name,
-                            "reason": f"run {d.get('status')}: {d.get('reason', '')}"})
+        r.raw.setdefault("tokenizer", {}).setdefault("name", f.stem)
+        r.raw.setdefault("suite", {})
+        results.append(r)
+    keep = {id(r) for r in newest(results)[0]}
+    for r in results:
+        f, name = r.path, r.tokenizer
+        if not r.ok:
+            skipped.append({"file": str(f), "tokenizer": name, "reason": f"run {r.status}: {r.reason}"})
             continue
-        if id(d) not in keep:
+        if id(r) not in keep:
             skipped.append({"file": str(f), "tokenizer": name,
                             "reason": "superseded by a newer result of the same tokenizer, suite and data"})
             continue
-        info = (d.get("tokenizer") or {}).get("info") or {}
-        m = d.get("metrics") or {}
-        cb = m.get("codebook") or {}
+        info = r.info
         row = {NAME_COLUMN: name, "family": info.get("family"), "tokens": info.get("tokens_per_image"),
-               "vocab": info.get("vocab_size"), "rfid": m.get("rfid")}
-        for p in m.get("pfid") or []:
-            row[pfid_column(p)] = p.get("mean")
-        row.update(usage=cb.get("usage"), perplexity=cb.get("perplexity"), entropy_norm=cb.get("entropy_norm"),
-                   psnr=m.get("psnr"), ssim=m.get("ssim"))
-        g = d.get("gfid")
-        if isinstance(g, dict):
-            row.update(gfid=g.get("value"), generator=g.get("generator"))
-        elif g is not None:
-            row["gfid"] = g
-        row["protocol_hash"] = ((d.get("protocol") or {}).get("hash") or "")[:16]
+               "vocab": info.get("vocab_size")}
+        row.update({k: v for k, v in r.metric_values().items() if k in RUN_METRICS or k.startswith("pfid@")})
+        g = r.gfid
+        if g is not None:
+            row["gfid"] = g.value
+            if g.is_record:
+                row["generator"] = g.generator
+        row["protocol_hash"] = r.protocol_hash[:16]
         row["source"] = f"run:{f.name}"
         rows.append(row)
-        if m.get("pfid_curve"):
-            curves[name] = m["pfid_curve"]
+        if r.pfid_curve:
+            curves[name] = r.pfid_curve
     df = pd.DataFrame(rows)
     df.attrs["skipped"] = skipped
     df.attrs["curves"] = curves

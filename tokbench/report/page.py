@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..results.result import Result, read
 from ..runner.leaderboard import _fmt, gfid_lines, protocol_lines
 from ..runner.schema import safe_name
 from . import html as page_html
@@ -80,21 +81,21 @@ def leaderboard_table(board: dict) -> str:
             "Diagnostics.</p>")
 
 
-def _curves(results: Sequence[dict]) -> dict[str, dict[str, list]]:
+def _curves(results: Sequence[Result]) -> dict[str, dict[str, list]]:
     """{tokenizer: {"δ=…, mode": [[α, mean, std], …]}} with α = 0 being rFID (no token re-drawn)."""
     out: dict[str, dict[str, list]] = {}
     for r in results:
-        m = r.get("metrics") or {}
-        for p in m.get("pfid") or []:
-            key = f"δ={p['delta']:g}, {p['mode']} rule"
-            pts = out.setdefault(r["tokenizer"]["name"], {}).setdefault(key, [])
-            if m.get("rfid") is not None and not any(a == 0 for a, *_ in pts):
-                pts.append([0.0, m["rfid"], 0.0])
-            pts.append([p["alpha"], p["mean"], p.get("std") or 0.0])
+        rfid = r.metric_values()["rfid"]
+        for p in r.pfid:
+            key = f"δ={p.delta:g}, {p.mode} rule"
+            pts = out.setdefault(r.tokenizer, {}).setdefault(key, [])
+            if rfid is not None and not any(a == 0 for a, *_ in pts):
+                pts.append([0.0, rfid, 0.0])
+            pts.append([p.alpha, p.mean, p.std or 0.0])
     return out
 
 
-def curve_svg(results: Sequence[dict], out_dir: Path) -> str:
+def curve_svg(results: Sequence[Result], out_dir: Path) -> str:
     curves = _curves(results)
     if not curves:
         return ""
@@ -175,16 +176,17 @@ def failure_gallery(name: str, image_dir: Path, k: int = GALLERY_K) -> str:
             f"{len(scored)} images that change most.</p><div class=\"gallery\">{cells}</div>")
 
 
-def _read_results(runs: Sequence[str | Path]) -> list[tuple[dict, Path]]:
+def _read_results(runs: Sequence[str | Path]) -> list[tuple[Result, Path]]:
+    """The successful results in runs (folders or files), each with its folder; other files are passed over."""
     out = []
     for d in runs:
         d = Path(d)
         for f in sorted(d.glob("*.json")) if d.is_dir() else ([d] if d.suffix == ".json" else []):
             try:
-                r = json.loads(f.read_text())
+                r = read(f)
             except (OSError, ValueError):
                 continue
-            if isinstance(r, dict) and r.get("status") == "ok" and "tokenizer" in r:
+            if r.ok and "tokenizer" in r.raw:
                 out.append((r, f.parent))
     return out
 
@@ -224,11 +226,10 @@ def build(out_dir: str | Path, *, runs: Sequence[str | Path] = (), report: dict 
     else:
         parts.append('<p class="note">No leaderboard here yet: <code>tokbench run</code> writes one.</p>')
     results = [r for r, _ in _read_results(runs)]
-    names = {r["tokenizer"]["name"] for r in results}
+    names = {r.tokenizer for r in results}
     if board.get("rows") and board.get("protocol_hash"):  # curves only of what the leaderboard shows
         keep = {r["tokenizer"] for r in board["rows"]}
-        results = [r for r in results if r["tokenizer"]["name"] in keep
-                   and (r.get("protocol") or {}).get("hash") == board.get("protocol_hash")]
+        results = [r for r in results if r.tokenizer in keep and r.protocol.get("hash") == board.get("protocol_hash")]
     figs = []
     if results:
         c = curve_svg(results, out_dir)

@@ -13,33 +13,25 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import write_json_atomic, write_text_atomic
-from ..results.metrics import lookup
-from .schema import latest_per_identity, portable_path, read_result
+from ..io import portable_path
+from ..results.metrics import BY_KEY, lookup
+from ..results.result import Result, newest, read
 
 log = logging.getLogger(__name__)
 
 
-def collect(runs_dir: str | Path, suite: str | None = None) -> list[dict]:
+def collect(runs_dir: str | Path, suite: str | None = None) -> list[Result]:
     """Every result file under runs_dir (not recursing into state/ or images/), optionally of one suite."""
     out = []
     for p in sorted(Path(runs_dir).glob("*.json")):
         try:
-            r = read_result(p)
+            r = read(p)
         except (ValueError, OSError) as e:
             log.debug("skipping %s: %s", p, e)
             continue
-        if suite is None or r.get("suite", {}).get("name") == suite:
-            r["_file"] = str(p)
+        if suite is None or r.suite == suite:
             out.append(r)
     return out
-
-
-def _pfid_key(p: dict) -> str:
-    """Column name: the codebook neighbour rule is part of it (a column never mixes rules); LFQ/FSQ rows keep their
-    natural neighbours under either rule, and each row's `pFID rule` says which rule its number used."""
-    sc = f" scales={p['scales']}" if p.get("scales") else ""
-    xs = ", excl. self" if p.get("exclude_self") else ""
-    return f"pFID α={p['alpha']:g} δ={p['delta']:g} ({p['mode']}{xs}{sc})"
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -56,89 +48,88 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def build(results: Sequence[dict]) -> dict:
-    """The table from result dicts: the newest success per (tokenizer, suite, data) is a row; a failure is listed
-    apart (and only when it is newer than that tokenizer's newest success), never instead of a row."""
-    ok, failed_runs = latest_per_identity(list(results))
-    ok_names = {r["tokenizer"]["name"] for r in ok}
-    failed = [{"tokenizer": r["tokenizer"]["name"], "reason": r.get("reason", ""),
-               "finished": (r.get("run") or {}).get("finished"),
-               "has_successful_row": r["tokenizer"]["name"] in ok_names}
-              for r in sorted(failed_runs, key=lambda r: r["tokenizer"]["name"])]
+# Columns of scalar metrics after the pFID/pKID ones, by canonical key (the registry gives each its label).
+_TAIL_METRICS = ("usage", "perplexity", "entropy_norm", "usage_per_window", "psnr", "ssim", "gfid")
+
+
+def build(results: Sequence[Result | dict]) -> dict:
+    """The table from results (Results or result dicts): the newest success per (tokenizer, suite, data) is a row;
+    a failure is listed apart (and only when it is newer than that tokenizer's newest success), never instead of a
+    row."""
+    results = [r if isinstance(r, Result) else Result(r, r.get("_file")) for r in results]  # dicts: as given
+    ok, failed_runs = newest(results)
+    ok_names = {r.tokenizer for r in ok}
+    failed = [{"tokenizer": r.tokenizer, "reason": r.reason, "finished": r.finished,
+               "has_successful_row": r.tokenizer in ok_names}
+              for r in sorted(failed_runs, key=lambda r: r.tokenizer)]
     if not ok:
-        return {"suite": results[0]["suite"]["name"] if results else None, "protocol": None, "rows": [],
+        return {"suite": results[0].suite if results else None, "protocol": None, "rows": [],
                 "columns": [], "failed": failed, "refused": []}
-    counts = Counter(r["protocol"]["hash"] for r in ok)
+    counts = Counter(r.protocol["hash"] for r in ok)
     top = max(counts.values())
-    ref_hash = next(r["protocol"]["hash"] for r in sorted(ok, key=lambda r: r["tokenizer"]["name"])
-                    if counts[r["protocol"]["hash"]] == top)
-    ref = next(r for r in ok if r["protocol"]["hash"] == ref_hash)
+    ref_hash = next(r.protocol["hash"] for r in sorted(ok, key=lambda r: r.tokenizer)
+                    if counts[r.protocol["hash"]] == top)
+    ref = next(r for r in ok if r.protocol["hash"] == ref_hash)
     rows, refused, pfid_cols, kid_cols = [], [], [], []
     for r in ok:
-        if r["protocol"]["hash"] != ref_hash:
-            refused.append({"tokenizer": r["tokenizer"]["name"],
-                            "reason": "different protocol: " + ", ".join(_diff(ref["protocol"], r["protocol"])[:8])})
+        if r.protocol["hash"] != ref_hash:
+            refused.append({"tokenizer": r.tokenizer,
+                            "reason": "different protocol: " + ", ".join(_diff(ref.protocol, r.protocol)[:8])})
             continue
-        m, info = r["metrics"], r["tokenizer"]["info"]
-        cb = m.get("codebook") or {}
-        row = {"tokenizer": r["tokenizer"]["name"], "family": info.get("family"),
+        info, values = r.info, r.metric_values()
+        row = {"tokenizer": r.tokenizer, "family": info.get("family"),
                "tokens": info.get("tokens_per_image"), "vocab": info.get("vocab_size"),
-               "quantizer": info.get("quantizer"), "rFID": m.get("rfid"), "rKID": m.get("rkid")}
+               "quantizer": info.get("quantizer"), BY_KEY["rfid"].label: values["rfid"],
+               BY_KEY["rkid"].label: values["rkid"]}
         rules = []
-        for p in m.get("pfid") or []:
-            k = _pfid_key(p)
+        for p in r.pfid:
+            k = p.label()
             if k not in pfid_cols:
                 pfid_cols.append(k)
-            row[k] = p["mean"]
-            row[k + " std"] = p["std"] if len(p["values"]) > 1 else None
-            rules.append(p.get("rule") or p["mode"])
-            if p.get("kid_mean") is not None:
-                kk = k.replace("pFID", "pKID", 1)
+            row[k] = p.mean
+            row[k + " std"] = p.std_if_seeds
+            rules.append(p.rule or p.mode)
+            if p.kid_mean is not None:
+                kk = p.label(metric="pkid")
                 if kk not in kid_cols:
                     kid_cols.append(kk)
-                row[kk] = p["kid_mean"]
+                row[kk] = p.kid_mean
         row["pFID rule"] = "/".join(dict.fromkeys(rules)) or None
-        row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
-                    "entropy_norm": cb.get("entropy_norm"), "usage/256img": cb.get("usage_per_window"),
-                    "PSNR": m.get("psnr"), "SSIM": m.get("ssim"),
-                    "gFID": (r.get("gfid") or {}).get("value") if isinstance(r.get("gfid"), dict) else r.get("gfid"),
-                    "weights": _weights_label(r["tokenizer"].get("weights") or {}, info),
-                    "weights_sha256": ((r["tokenizer"].get("weights") or {}).get("sha256") or "")[:12]})
+        row.update({BY_KEY[k].label: values.get(k) for k in _TAIL_METRICS})
+        row.update({"weights": _weights_label(r.weights, info), "weights_sha256": (r.weights.get("sha256") or "")[:12]})
         rows.append(row)
     gfid_protocols: dict[str, dict] = {}
     for r in ok:
-        g = r.get("gfid")
-        if isinstance(g, dict) and r["protocol"]["hash"] == ref_hash:
-            d = _gfid_summary(g)
+        g = r.gfid
+        if g is not None and g.is_record and r.protocol["hash"] == ref_hash:
+            d = _gfid_summary(g.raw)
             gfid_protocols.setdefault(json.dumps(d, sort_keys=True), dict(d, tokenizers=[]))["tokenizers"].append(
-                r["tokenizer"]["name"])
-    paper_cols = _add_published(rows, pfid_cols, ref)
+                r.tokenizer)
+    paper_cols = _add_published(rows, pfid_cols, ref.protocol)
     sort_key = pfid_cols[0] if pfid_cols else "rFID"
     rows.sort(key=lambda x: (x.get(sort_key) is None, x.get(sort_key) or 0.0, x["tokenizer"]))
     rkid = ["rKID"] if any(r.get("rKID") is not None for r in rows) else []
     columns = (["tokenizer", "family", "tokens", "vocab", "quantizer", "rFID"] + rkid + pfid_cols + kid_cols
                + (["pFID rule"] if pfid_cols else [])
-               + ["usage", "perplexity", "entropy_norm", "usage/256img", "PSNR", "SSIM", "gFID", "weights",
-                  "weights_sha256"] + paper_cols)
-    return {"suite": ref["suite"]["name"], "protocol": ref["protocol"], "protocol_hash": ref_hash,
+               + [BY_KEY[k].label for k in _TAIL_METRICS] + ["weights", "weights_sha256"] + paper_cols)
+    return {"suite": ref.suite, "protocol": ref.protocol, "protocol_hash": ref_hash,
             "sorted_by": sort_key, "columns": columns, "pfid_columns": pfid_cols, "rows": rows,
             "gfid_protocols": list(gfid_protocols.values()),
-            "small_sample": [r["tokenizer"]["name"] for r in ok if r["protocol"]["hash"] == ref_hash
-                             and (r["metrics"].get("frechet") or {}).get("small_sample")],
-            "failed": failed, "refused": refused, "versions": ref["run"].get("versions")}
+            "small_sample": [r.tokenizer for r in ok if r.protocol["hash"] == ref_hash and r.small_sample],
+            "failed": failed, "refused": refused, "versions": ref.run.get("versions")}
 
 
 PAPER_COLUMNS = ["rFID (paper)", "ΔrFID (ours − paper)", "pFID (paper)", "ΔpFID (ours − paper)", "paper protocol",
                  "protocol differences"]
 
 
-def _add_published(rows: list[dict], pfid_cols: list[str], ref: dict) -> list[str]:
+def _add_published(rows: list[dict], pfid_cols: list[str], ref_protocol: dict) -> list[str]:
     """Beside our numbers, the preset's published ones (results/published.csv), the difference and what differs in
     protocol. The paper's pFID (α, δ) is unpublished: ΔpFID compares it with our first pFID column, flagged."""
     from ..published import headline, protocol_gap
 
     any_paper = False
-    crop = ref["protocol"].get("crop")
+    crop = ref_protocol.get("crop")
     for row in rows:
         r, p = headline(row["tokenizer"], "rfid"), headline(row["tokenizer"], "pfid")
         if r is None and p is None:
@@ -152,8 +143,8 @@ def _add_published(rows: list[dict], pfid_cols: list[str], ref: dict) -> list[st
         codes = [x["protocol"].split(":")[0] for x in (r, p) if x]
         row["paper protocol"] = " / ".join(codes)
         gaps = [protocol_gap(c) for c in codes]
-        if crop != "adm" or ref["protocol"].get("num_images") != 50000:
-            gaps.insert(0, f"this suite: crop {crop}, N {ref['protocol'].get('num_images')} (the papers: ImageNet val 50k)")
+        if crop != "adm" or ref_protocol.get("num_images") != 50000:
+            gaps.insert(0, f"this suite: crop {crop}, N {ref_protocol.get('num_images')} (the papers: ImageNet val 50k)")
         if p:
             gaps.append(f"our pFID is {pfid_cols[0] if pfid_cols else 'not measured'}; the paper's (α, δ) is unpublished")
         parts = [x.strip() for g in gaps if g for x in g.split("; ")]
@@ -295,11 +286,11 @@ def write_leaderboard(runs_dir: str | Path, out_dir: str | Path = "results", sui
     """Build and write `<out_dir>/leaderboard.{md,csv,json}` from the result files in runs_dir."""
     results = collect(runs_dir, None)
     if suite is None:
-        names = Counter(r["suite"]["name"] for r in results if r.get("status") == "ok")
+        names = Counter(r.suite for r in results if r.ok)
         if not names:
             raise ValueError(f"no successful result files in {runs_dir}")
         suite = names.most_common(1)[0][0]
-    results = [r for r in results if (r.get("suite") or {}).get("name") == suite]
+    results = [r for r in results if r.suite == suite]
     if not results:
         raise ValueError(f"no result files of suite {suite!r} in {runs_dir}")
     board = build(results)

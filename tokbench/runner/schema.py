@@ -1,5 +1,6 @@
 """The result file: one JSON per measurement (tokenizer, suite, data, protocol), written atomically by `tokbench run`;
-read by `tokbench leaderboard` and `tokbench correlate`.
+read by `tokbench leaderboard`, `tokbench correlate` and the zoo reports, all through `tokbench.results.result`
+(typed `Result`, canonical metric keys).
 
 File name (`tokbench.result_identity`): `<out>/<tokenizer>__<suite>__<data8>-<protocol8>.json`, a failed run
 `<tokenizer>__<suite>__<data8>.failed.json` beside it (names with `/` and spaces replaced by `_`); older
@@ -56,15 +57,13 @@ Absent metrics (not asked) are null / missing; a metric is never written as a nu
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from ..io import portable_path, stable_hash, write_json_atomic  # noqa: F401 - re-exported (one implementation)
 from ..result_identity import (data_key, identity, latest_per_identity, result_file, result_key,  # noqa: F401
                                result_path, safe_name)
+from ..results.result import SCHEMA, read  # noqa: F401 - SCHEMA re-exported (defined once, beside the reader)
 
-SCHEMA = "tokbench.result/1"
 UINT8_RULE = "floor(255*x01+0.5) after clamp to [0,1]"
 RNG_PROTOCOL = "counter-based: lowbias32 hash of (seed, stream, global image index, flat token position)"
 RULE_PROTOCOL = ("image perturbed iff u_img < beta; token re-drawn iff u <= alpha; rank j = floor(u_j*delta) among "
@@ -77,8 +76,6 @@ REALISED_SHARE = ("a re-drawn token may draw itself back: expected share of chan
 
 
 def read_result(path: str | os.PathLike) -> dict:
-    d = json.loads(Path(path).read_text())
-    if d.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not a tokbench result file (schema {d.get('schema')!r}, expected {SCHEMA!r})")
-    return d
+    """The result file's dict (`tokbench.results.result.read`, the one reader; ValueError when not a result)."""
+    return read(path).to_dict()
 

@@ -27,6 +27,7 @@ from ..api import Tokenizer
 from ..data.datasets import ImageDataset
 from ..fid import get_extractor, reference_stats
 from ..perturb import PerturbSetting, Perturber
+from ..results.result import Result
 from ..runner import RunOptions, Suite, evaluate
 from ..runner.schema import result_file
 
@@ -157,17 +158,17 @@ def runner_metrics(model: Tokenizer, images: torch.Tensor, *, alphas: Sequence[f
         model.keep_features = keep
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    m = res["metrics"]
-    cb = m.get("codebook") or {}
-    out = {"rfid": m["rfid"], "rkid": m.get("rkid"), "psnr": m.get("psnr"), "usage": cb.get("usage"), "perplexity": cb.get("perplexity"),
-           "images": res["protocol"]["num_images"], "delta": d, "mode": "feature", "seed": int(seed),
+    r = Result(res)
+    v = r.metric_values()
+    out = {"rfid": v["rfid"], "rkid": v["rkid"], "psnr": v["psnr"], "usage": v["usage"], "perplexity": v["perplexity"],
+           "images": r.protocol["num_images"], "delta": d, "mode": "feature", "seed": int(seed),
            "extractor": {k: context.extractor.protocol.get(k) for k in ("extractor", "weights", "weights_source",
                                                                         "random_weights")}}
-    for row in m.get("pfid") or []:
-        out[f"pfid_a{row['alpha']:g}"] = row["mean"]
-        out[f"changed_a{row['alpha']:g}"] = row["replacement_rate_mean"]
-        if row.get("kid_mean") is not None:
-            out[f"pkid_a{row['alpha']:g}"] = row["kid_mean"]
+    for p in r.pfid:  # history keys by α (one δ and rule per evaluation)
+        out[f"pfid_a{p.alpha:g}"] = p.mean
+        out[f"changed_a{p.alpha:g}"] = p.raw["replacement_rate_mean"]
+        if p.kid_mean is not None:
+            out[f"pkid_a{p.alpha:g}"] = p.kid_mean
     if tmp is None:
         out["result_file"] = str(result_file(Path(out_dir), res))
     return out

@@ -24,6 +24,8 @@ from ..io import write_json_atomic, write_text_atomic
 from ..report import correlate
 from ..report.correlate import CorrelateRequest, parse_compare
 from ..report.inputs import NAME_COLUMN, rows_from_results
+from ..results.metrics import BY_KEY
+from ..results.result import Result
 from .config import generator_label, generator_recipes, gfid_references
 
 
@@ -91,25 +93,23 @@ def _plain(obj: Any) -> Any:
 def zoo_rows(summary: dict) -> tuple[list[str], list[dict]]:
     rows, pf_cols = [], []
     for t in summary["tokenizers"]:
-        r = t["result"]
-        m = r["metrics"]
-        cb = m.get("codebook") or {}
-        row = {"tokenizer": t["name"], **t["axes"], "tokens": r["tokenizer"]["info"].get("tokens_per_image"),
-               "params": t["train"].get("params"), "rFID": m.get("rfid")}
-        if m.get("rkid") is not None:
-            row["rKID"] = m["rkid"]
-        for p in m.get("pfid") or []:
-            k = f"pFID α={p['alpha']:g}"
+        r = Result(t["result"])
+        values = r.metric_values()
+        row = {"tokenizer": t["name"], **t["axes"], "tokens": r.info.get("tokens_per_image"),
+               "params": t["train"].get("params"), "rFID": values["rfid"]}
+        if values["rkid"] is not None:
+            row["rKID"] = values["rkid"]
+        for p in r.pfid:  # the zoo measures one δ and rule: columns by α
+            k = p.label(detail=False)
             if k not in pf_cols:
                 pf_cols.append(k)
-            row[k] = p["mean"]
-            if p.get("kid_mean") is not None:  # KID beside FID when the suite measured it
-                kk = f"pKID α={p['alpha']:g}"
+            row[k] = p.mean
+            if p.kid_mean is not None:  # KID beside FID when the suite measured it
+                kk = p.label(detail=False, metric="pkid")
                 if kk not in pf_cols:
                     pf_cols.append(kk)
-                row[kk] = p["kid_mean"]
-        row.update({"usage": cb.get("usage"), "perplexity": cb.get("perplexity"), "PSNR": m.get("psnr"),
-                    "SSIM": m.get("ssim"), "gFID": (r.get("gfid") or {}).get("value")})
+                row[kk] = p.kid_mean
+        row.update({BY_KEY[k].label: values.get(k) for k in ("usage", "perplexity", "psnr", "ssim", "gfid")})
         rows.append(row)
     kid = ["rKID"] if any("rKID" in r for r in rows) else []
     cols = ["tokenizer", "arch", "codebook", "lookup_dim", "latent_perturbation", "regvq", "tokens", "params", "rFID",
@@ -157,25 +157,26 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
     """With several generators or gFID references: `gfid_all.csv`, one row per tokenizer × generator with the
     runner's metrics, `gfid` (primary reference) and `gfid_<ref>` (each other reference), for
     `tokbench correlate --by generator`. Returns (path or None, the gFID target columns)."""
-    recs = [t for t in summary["tokenizers"] if t["result"].get("gfid_all")]
+    recs = [(t, Result(t["result"]).gfid_all) for t in summary["tokenizers"]]
+    recs = [(t, entries) for t, entries in recs if entries]
     if not recs:
         return None, []
     rows = []
     targets: list[str] = []
-    for t in recs:
+    for t, entries in recs:
         base = rows_from_results([t["measure"]["result"]])
         if base.empty:
             continue
         primary_ref = t["gfid"]["reference"]
         by_gen: dict[str, dict] = {}
-        for e in t["result"]["gfid_all"]:
-            ref = e["reference"].split(" ", 1)[0]
+        for e in entries:
+            ref = e.reference.split(" ", 1)[0]
             col = "gfid" if ref == primary_ref else f"gfid_{ref}"
             if col not in targets:
                 targets.append(col)
-            row = by_gen.setdefault(e["generator"], dict(base.iloc[0].to_dict(), generator=e["generator"],
-                                                         gfid_samples=e["num_samples"]))
-            row[col] = e["value"]
+            row = by_gen.setdefault(e.generator, dict(base.iloc[0].to_dict(), generator=e.generator,
+                                                      gfid_samples=e.num_samples))
+            row[col] = e.value
         rows += list(by_gen.values())
     df = pd.DataFrame(rows)
     df = df[[NAME_COLUMN, "generator"] + [c for c in df.columns if c not in (NAME_COLUMN, "generator")]]
