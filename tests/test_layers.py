@@ -13,7 +13,6 @@ from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"tokbench": ROOT / "tokbench", "tokbench_adapters": ROOT / "adapters"}
@@ -33,13 +32,8 @@ LAYERS: list[set[str]] = [
 ]
 FACADE = "tokbench"  # the package root re-exports api + registry; importing it is importing those
 
-# Known debt, issue 16. Unit-level imports that go up a layer (each also closes an import cycle):
-KNOWN_UPWARD: set[tuple[str, str]] = set()  # (none left: published.py reads suite files through tokbench.suite_files)
-# Imports of tokbench.commands (at any level of a file) from outside the CLI, (importer, imported):
-# (none left: the zoo, the pool and the paper experiment call `tokbench.report.correlate` directly)
-KNOWN_COMMANDS_IMPORTS: set[tuple[str, str]] = set()
-# Module pairs inside one unit that import each other (directly or through others), as sorted tuples of the cycle:
-KNOWN_MODULE_CYCLES: set[tuple[str, ...]] = set()  # (none left: datasets and photos both build on data.base)
+# Issue 16 removed the last known violations (upward imports, library code importing commands, module cycles):
+# the tests below allow none.
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -151,11 +145,6 @@ def strongly_connected(edges) -> list[tuple[str, ...]]:
     return sorted(found)
 
 
-def _debt(entries):
-    return [pytest.param(e, id="->".join(e), marks=pytest.mark.xfail(reason="known debt, issue 16", strict=False))
-            for e in sorted(entries)]
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 def test_the_scan_sees_every_kind_of_import():
     source = ("import tokbench.api\nfrom .. import weights\nfrom ..fid.stats import x\n"
@@ -170,13 +159,7 @@ def test_the_scan_sees_every_kind_of_import():
 def test_only_the_cli_imports_commands():
     bad = {(a, b) for a, b, _ in import_edges()
            if b.startswith("tokbench.commands") and not a.startswith(("tokbench.commands", "tokbench.cli"))}
-    new = bad - KNOWN_COMMANDS_IMPORTS
-    assert not new, f"library code imports the CLI's commands: {sorted(new)}"
-
-
-@pytest.mark.parametrize("entry", _debt(KNOWN_COMMANDS_IMPORTS))
-def test_known_commands_imports_are_gone(entry):
-    assert entry not in {(a, b) for a, b, _ in import_edges()}
+    assert not bad, f"library code imports the CLI's commands: {sorted(bad)}"
 
 
 def test_the_registry_names_no_plugin_by_string():
@@ -195,26 +178,14 @@ def test_core_never_imports_adapters_private_modules():
 
 def test_no_import_goes_up_a_layer():
     up = {e: where for e, where in unit_edges().items() if layer_of(e[0]) < layer_of(e[1])}
-    new = {e: where for e, where in up.items() if e not in KNOWN_UPWARD}
-    assert not new, f"imports that go up a layer: {new}"
+    assert not up, f"imports that go up a layer: {up}"
 
 
-@pytest.mark.parametrize("entry", _debt(KNOWN_UPWARD))
-def test_known_upward_imports_are_gone(entry):
-    assert entry not in unit_edges(), unit_edges().get(entry)
-
-
-def test_no_cycle_between_units_beyond_the_known_debt():
-    cycles = strongly_connected(e for e in unit_edges() if e not in KNOWN_UPWARD)
+def test_no_cycle_between_units():
+    cycles = strongly_connected(unit_edges())
     assert not cycles, f"import cycles between units: {cycles}"
 
 
-def test_no_new_cycle_between_modules():
-    cycles = strongly_connected((a, b) for a, b, _ in import_edges() if (unit(a), unit(b)) not in KNOWN_UPWARD)
-    new = [c for c in cycles if c not in KNOWN_MODULE_CYCLES]
-    assert not new, f"import cycles between modules: {new}"
-
-
-@pytest.mark.parametrize("entry", _debt(KNOWN_MODULE_CYCLES))
-def test_known_module_cycles_are_gone(entry):
-    assert entry not in strongly_connected((a, b) for a, b, _ in import_edges())
+def test_no_cycle_between_modules():
+    cycles = strongly_connected((a, b) for a, b, _ in import_edges())
+    assert not cycles, f"import cycles between modules: {cycles}"
