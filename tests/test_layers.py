@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"tokbench": ROOT / "tokbench", "tokbench_adapters": ROOT / "adapters"}
 
 # Layers, lowest first: a unit may import its own layer or lower ones. A unit is `tokbench.<subpackage or module>`, or
-# `tokbench_adapters`. errors / io / progress / weight_files / result_identity are on main since dff5ea8; dist and
-# results are issue-16 targets, placed ahead of their arrival.
+# `tokbench_adapters`. The README's "Repository layout" gives the same picture.
 LAYERS: list[set[str]] = [
     {"tokbench.api", "tokbench.errors", "tokbench.io", "tokbench.dist", "tokbench.progress", "tokbench.suite_files"},
     {"tokbench.weights", "tokbench.weight_files", "tokbench.data", "tokbench.nn"},
