@@ -14,7 +14,7 @@ from tokbench.cli import main
 from tokbench.gen.checkpoint import load_generator
 from tokbench.gen.gfid import gfid
 from tokbench.gen.sampling import SamplingConfig, generate, sample_noise, sample_seeds
-from tokbench.gen.train import RunConfig, train
+from tokbench.gen.training import RunConfig, train
 from tokbench.testing import fixture_dir
 
 # fixture folder → tokbench family (16 tokenizers, variants included)

@@ -13,7 +13,7 @@ from tokbench.gen.archs import build_generator, generator_config
 from tokbench.gen.checkpoint import load_generator
 from tokbench.gen.sampling import SamplingConfig, generate, sample_noise, sample_seeds
 from tokbench.gen.tokenset import write_token_folder
-from tokbench.gen.train import RunConfig, train
+from tokbench.gen.training import RunConfig, train
 from tokbench.models.gen_layout import SequenceSpec
 from tokbench.models.generator import ARGenerator
 from tokbench.models.rar import PAPER_PARAMS, RARGenerator, rar_ratio

@@ -10,7 +10,7 @@ from tokbench.api import TokenGroup, TokenLayout
 from tokbench.gen.checkpoint import load_generator
 from tokbench.gen.sampling import SamplingConfig, generate, sample_noise, sample_seeds
 from tokbench.gen.tokenset import TokenSet, write_token_folder
-from tokbench.gen.train import RunConfig, lr_at, train
+from tokbench.gen.training import RunConfig, lr_at, train
 from tokbench.models.gen_layout import SequenceSpec
 from tokbench.models.generator import ARGenerator, GeneratorConfig
 

@@ -25,8 +25,8 @@ LAYERS: list[set[str]] = [
     {"tokbench.perturb", "tokbench.metrics", "tokbench.fid", "tokbench.results", "tokbench.result_identity"},
     {"tokbench.registry", "tokbench.published"},
     {"tokbench_adapters", "tokbench.models", "tokbench.baselines", "tokbench.testing"},
-    {"tokbench.gen", "tokbench.train", "tokbench.runner", "tokbench.report"},
-    {"tokbench.zoo"},  # the in-house experiment pipeline
+    {"tokbench.gen", "tokbench.tokenizer_training", "tokbench.runner", "tokbench.report"},
+    {"tokbench.experiments"},  # the in-house experiment pipeline
     {"tokbench.commands", "tokbench.cli", "tokbench.__main__"},
 ]
 FACADE = "tokbench"  # the package root re-exports api + registry; importing it is importing those
@@ -147,11 +147,12 @@ def strongly_connected(edges) -> list[tuple[str, ...]]:
 # ----------------------------------------------------------------------------------------------------------------------
 def test_the_scan_sees_every_kind_of_import():
     source = ("import tokbench.api\nfrom .. import weights\nfrom ..fid.stats import x\n"
-              "def f():\n    if True:\n        from tokbench.zoo import pipeline\n"
+              "def f():\n    if True:\n        from tokbench.experiments import pipeline\n"
               "class C:\n    def m(self):\n        import numpy\n")
-    known = {"tokbench.api", "tokbench.weights", "tokbench.fid.stats", "tokbench.zoo", "tokbench.zoo.pipeline"}
+    known = {"tokbench.api", "tokbench.weights", "tokbench.fid.stats", "tokbench.experiments",
+             "tokbench.experiments.pipeline"}
     assert sorted(imported_modules(source, "tokbench.runner", known)) == [
-        ("tokbench.api", 1), ("tokbench.fid.stats", 3), ("tokbench.weights", 2), ("tokbench.zoo.pipeline", 6)]
+        ("tokbench.api", 1), ("tokbench.experiments.pipeline", 6), ("tokbench.fid.stats", 3), ("tokbench.weights", 2)]
     assert len(import_edges()) > 100  # the real tree is read
 
 
@@ -165,7 +166,7 @@ def test_the_registry_names_no_plugin_by_string():
     """Plugins are found by package scan (`_PLUGIN_PACKAGES`); a module named as a string would be an import the layer
     scan cannot see (the shipped zoo presets were one: now `tokbench.models.shipped_zoo`)."""
     source = (ROOT / "tokbench" / "registry.py").read_text()
-    assert "tokbench.zoo" not in source and "_PLUGIN_MODULES" not in source
+    assert "tokbench.experiments" not in source and "_PLUGIN_MODULES" not in source
 
 
 def test_core_never_imports_adapters_private_modules():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tokbench.testing import fixture_dir, project_root
-from tokbench.zoo.paper import PaperOptions, load, run_paper
+from tokbench.experiments.paper import PaperOptions, load, run_paper
 
 PAPERS = project_root() / "benchmarks" / "experiments" / "papers"
 

@@ -13,7 +13,7 @@ from tokbench.results.metrics import BY_KEY, lookup
 from tokbench.results.result import (SCHEMA, GfidEntry, NotAResultError, PfidEntry, Result, newest, read,
                                      result_files, write)
 from tokbench.runner.leaderboard import build
-from tokbench.zoo.report import zoo_rows
+from tokbench.experiments.report import zoo_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

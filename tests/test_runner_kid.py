@@ -85,7 +85,7 @@ def test_runner_reports_kid_beside_fid(tmp_path):
 
 
 def test_zoo_report_has_kid_columns():
-    from tokbench.zoo.report import zoo_rows
+    from tokbench.experiments.report import zoo_rows
 
     res = {"tokenizer": {"info": {"tokens_per_image": 16}},
            "metrics": {"rfid": 3.0, "rkid": 0.012, "pfid": [{"alpha": 0.5, "mean": 4.0, "kid_mean": 0.02}]}}

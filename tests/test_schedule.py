@@ -8,20 +8,20 @@ import math
 import pytest
 import torch
 
-from tokbench.gen.train import TrainConfig, lr_at
+from tokbench.gen.training import TrainConfig, lr_at
 from tokbench.nn.schedule import warmup_cosine
 
 CONFIGS = [(0, 100, 1e-3, 0.0), (10, 100, 3e-4, 1e-5), (5, 37, 1.0, 0.1), (1, 2, 2e-4, 2e-6), (7, 7, 1e-4, 0.0)]
 
 
-def _old_generator(step, warmup, total, lr, min_lr):  # gen/train.py lr_at before issue 16
+def _old_generator(step, warmup, total, lr, min_lr):  # gen/training.py lr_at before issue 16
     if warmup and step < warmup:
         return lr * (step + 1) / warmup
     prog = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * prog))
 
 
-def _old_tokenizer(step, warmup, total, min_ratio):  # train/trainer.py lr_lambda before issue 16
+def _old_tokenizer(step, warmup, total, min_ratio):  # tokenizer_training/trainer.py lr_lambda before issue 16
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)

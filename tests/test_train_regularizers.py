@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from tokbench.train import regularizers as R
+from tokbench.tokenizer_training import regularizers as R
 from tokbench.perturb import feature_candidates
-from tokbench.train.perturb_hook import codebook_space, perturb_ids
+from tokbench.tokenizer_training.perturb_hook import codebook_space, perturb_ids
 
 
 def nearest_codes(z, codes, metric, delta):
@@ -210,7 +210,7 @@ def test_generator_redraw_is_the_engine_rule_on_generator_draws():
 
 def test_default_schedule_runs_alpha_and_delta_as_configured():
     """Enabling the perturbation with the default schedule runs α, δ as written, from step 0 to the end."""
-    from tokbench.train import make_config
+    from tokbench.tokenizer_training import make_config
 
     p = make_config({"perturb": {"enabled": True, "alpha": 1.0, "delta": 100}})["perturb"]
     for epoch in (0, 1, 50, 10_000):
@@ -219,7 +219,7 @@ def test_default_schedule_runs_alpha_and_delta_as_configured():
 
 
 def test_end_ratio_without_annealing_window_is_refused():
-    from tokbench.train import make_config
+    from tokbench.tokenizer_training import make_config
 
     with pytest.raises(ValueError, match="end_ratio 0.5 with perturb.end_epoch 0"):
         make_config({"perturb": {"enabled": True, "end_ratio": 0.5}})

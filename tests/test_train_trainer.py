@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import tokbench
-from tokbench.train import Trainer, make_config
-from tokbench.train.config import load_config
+from tokbench.tokenizer_training import Trainer, make_config
+from tokbench.tokenizer_training.config import load_config
 from tokbench.weights import safetensors_metadata
 
 

@@ -36,7 +36,7 @@ class StandInFeatures:
 @pytest.fixture
 def quick_cfg():
     from tokbench.fid import register_extractor
-    from tokbench.zoo import resolve
+    from tokbench.experiments import resolve
 
     register_extractor("zoo-test-features", StandInFeatures)
     raw = yaml.safe_load(QUICK.read_text())
@@ -50,13 +50,13 @@ def _numbers(out: Path) -> dict:
 
 
 def _run(cfg, out: Path, **kw):
-    from tokbench.zoo import ZooOptions, run_zoo
+    from tokbench.experiments import ZooOptions, run_zoo
 
     return run_zoo(cfg, ZooOptions(out=out, progress=False, log=lambda s: None, **kw))
 
 
 def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, monkeypatch):
-    from tokbench.zoo import ZooInterrupted
+    from tokbench.experiments import ZooInterrupted
 
     monkeypatch.chdir(tmp_path)
     a = tmp_path / "a"
@@ -89,7 +89,7 @@ def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, mo
     # the smallest tokenizers and generators export as loadable files within the size budget
     from tokbench.gen import load_generator
     from tokbench.registry import load_tokenizer
-    from tokbench.zoo.export import export
+    from tokbench.experiments.export import export
 
     rows = export(a, tmp_path / "weights", budget_mb=2.0)
     assert rows and sum(r["bytes"] for r in rows) <= 2.0 * 1024 * 1024
@@ -117,9 +117,9 @@ def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, mo
     assert _numbers(b) == _numbers(a)
 
     # a training-seed replicate pools with the first zoo; two zoos with the same seed are refused
-    from tokbench.zoo import resolve
-    from tokbench.zoo.config import with_seed
-    from tokbench.zoo.pool import pool
+    from tokbench.experiments import resolve
+    from tokbench.experiments.config import with_seed
+    from tokbench.experiments.pool import pool
 
     raw = yaml.safe_load(QUICK.read_text())
     raw["measure"]["fid"]["extractor"] = "zoo-test-features"
@@ -141,7 +141,7 @@ def test_quick_zoo_writes_everything_and_resumes_exactly(quick_cfg, tmp_path, mo
 
 
 def test_config_errors_are_clear():
-    from tokbench.zoo import resolve
+    from tokbench.experiments import resolve
 
     raw = yaml.safe_load(QUICK.read_text())
     with pytest.raises(ValueError, match="unknown keys"):
@@ -158,7 +158,7 @@ def test_config_errors_are_clear():
 
 def test_tokenizer_entries_extend_the_defaults():
     """A partial constructor override keeps the other defaults (same architecture), another family replaces them."""
-    from tokbench.zoo import resolve
+    from tokbench.experiments import resolve
 
     cfg = resolve(yaml.safe_load(QUICK.read_text()))
     kw = {t["name"]: t["train_config"]["model"]["constructor_kwargs"] for t in cfg["tokenizers"]}
@@ -167,7 +167,7 @@ def test_tokenizer_entries_extend_the_defaults():
 
 
 def test_every_shipped_zoo_config_resolves():
-    from tokbench.zoo import resolve
+    from tokbench.experiments import resolve
 
     for p in sorted(q for q in (ROOT / "benchmarks" / "experiments").glob("zoo*.yaml") if "suite" not in q.name):
         raw = yaml.safe_load(p.read_text())
@@ -228,7 +228,7 @@ def test_seed_replicate_changes_only_training_seeds():
     """`tokbench zoo --seed N`: every tokenizer and the generator train with N; split, pFID and gFID seeds stay."""
     import yaml
 
-    from tokbench.zoo.config import resolve, with_seed
+    from tokbench.experiments.config import resolve, with_seed
 
     raw = yaml.safe_load((ROOT / "benchmarks" / "experiments" / "zoo.yaml").read_text())
     base, rep = resolve(raw), resolve(with_seed(raw, 1))
@@ -265,7 +265,7 @@ def test_readme_zoo_table_quotes_the_committed_results():
 def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, monkeypatch):
     """Each generator recipe is trained per tokenizer and gets its own stages; one sampling pass gives gFID against
     the training and the held-out images; correlate runs per generator on gfid_all.csv."""
-    from tokbench.zoo import resolve
+    from tokbench.experiments import resolve
 
     monkeypatch.chdir(tmp_path)
     raw = yaml.safe_load(QUICK.read_text())
@@ -296,7 +296,7 @@ def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, mo
 
 
 def test_gfid_kid_hook_is_refused_until_wired():
-    from tokbench.zoo import resolve
+    from tokbench.experiments import resolve
 
     raw = yaml.safe_load(QUICK.read_text())
     raw["gfid"] = {"kid": True}

@@ -29,7 +29,7 @@ def main() -> int:
     from tokbench.api import TokenLayout
     from tokbench.gen.archs import build_generator, generator_config
     from tokbench.models.gen_layout import SequenceSpec
-    from tokbench.zoo.paper import load
+    from tokbench.experiments.paper import load
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(Path(__file__).parents[1] / "experiments" / "papers" / "robusttok-11x2.yaml"))

@@ -11,7 +11,7 @@ HELP = "paper experiment: frozen tokenizers x (GPT, RAR) generators, rFID/pFID/g
 ORDER = 71
 DESCRIPTION = HELP + """
 
-Stages per tokenizer (tokbench/zoo/paper.py): pretokenize the train folder (ten-crop + flips, as LlamaGen) → train
+Stages per tokenizer (tokbench.experiments.paper): pretokenize the train folder (ten-crop + flips, as LlamaGen) → train
 one generator per architecture of the config's `generators` (one recipe each) → rFID / pFID / codebook statistics on
 the validation folder (the runner) → gFID of every generator against the reference .npz; then OUT/paper.csv (one row
 per tokenizer x generator) and `tokbench correlate --by generator`. Re-running the same command skips finished
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
 
-    from ..zoo.paper import PaperOptions, load, run_paper
+    from ..experiments.paper import PaperOptions, load, run_paper
 
     cfg = load(args.config)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

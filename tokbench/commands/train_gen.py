@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
-    from ..gen.train import RunConfig, train
+    from ..gen.training import RunConfig, train
 
     cfg = RunConfig.load(args.config)
     if args.arch:

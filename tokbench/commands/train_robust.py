@@ -1,4 +1,5 @@
-"""`tokbench train-robust`: train tokbench's own tokenizer with latent perturbation / Reg-VQ (see tokbench.train)."""
+"""`tokbench train-robust`: train tokbench's own tokenizer with latent perturbation / Reg-VQ
+(see tokbench.tokenizer_training)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import torch  # deferred on purpose: `tokbench --help` / `list` must not import torch
 
     from ..dist import init_from_env, shutdown
-    from ..train import Trainer, load_config
-    from ..train.data import open_training_data
+    from ..tokenizer_training import Trainer, load_config
+    from ..tokenizer_training.data import open_training_data
 
     cfg = load_config(args.config)
     if args.steps is not None:

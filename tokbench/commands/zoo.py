@@ -74,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    from ..zoo import ZooOptions, resolve, run_zoo
-    from ..zoo.config import with_seed
+    from ..experiments import ZooOptions, resolve, run_zoo
+    from ..experiments.config import with_seed
 
     if args.pool:
         # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
-        from ..zoo.pool import pool
+        from ..experiments.pool import pool
 
         cmd = "tokbench zoo " + " ".join(f"--pool {shlex.quote(d)}" for d in args.pool) + f" --out {shlex.quote(args.out)}"
         res = pool(args.pool, args.out, command=cmd)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if res["correlate"]["exit_code"] == 0 else 3
     if args.export_weights:
         # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
-        from ..zoo.export import export
+        from ..experiments.export import export
 
         names = [n.strip() for n in args.export_names.split(",") if n.strip()] if args.export_names else None
         rows = export(args.out, args.export_weights, budget_mb=args.export_budget_mb, names=names)

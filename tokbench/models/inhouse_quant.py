@@ -6,7 +6,7 @@ projected feature and the codes are L2-normalised, so the assignment is cosine (
 ViT-VQGAN ablation). With `ema` the codebook is not trained by the codebook loss but by exponential moving averages of
 the assigned features (VQ-VAE-2 style); the commitment loss still trains the encoder.
 
-The trainer (tokbench.train) drives the steps one by one (clean assignment, VQ losses, Reg-VQ stochastic assignment,
+The trainer (tokenizer_training) drives the steps one by one (clean assignment, VQ losses, Reg-VQ stochastic assignment,
 latent perturbation, straight-through), so this module only offers the pieces, not a fused forward.
 """
 

@@ -1,7 +1,7 @@
-"""The warm-up + cosine learning-rate schedule both in-house trainings use (tokenizer: `train.trainer`; generator:
-`gen.train`). timm's `CosineLRScheduler` was checked and is not used: its warm-up starts at `warmup_lr_init` at step
-0 (ours reaches peak·1/warmup there) and its cosine differs from this one in the last bit at some steps, so it would
-change every committed training run (tests/test_schedule.py compares)."""
+"""The warm-up + cosine learning-rate schedule both in-house trainings use (tokenizer: `tokenizer_training.trainer`;
+generator: `gen.training`). timm's `CosineLRScheduler` was checked and is not used: its warm-up starts at
+`warmup_lr_init` at step 0 (ours reaches peak·1/warmup there) and its cosine differs from this one in the last bit at
+some steps, so it would change every committed training run (tests/test_schedule.py compares)."""
 
 from __future__ import annotations
 

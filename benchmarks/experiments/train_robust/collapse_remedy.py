@@ -27,10 +27,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/collapse_remedy")
     args = ap.parse_args()
 
-    from tokbench.train import Trainer, load_config
-    from tokbench.train.config import _merge, validate
-    from tokbench.train.data import open_training_data
-    from tokbench.train.evaluate import heldout_metrics
+    from tokbench.tokenizer_training import Trainer, load_config
+    from tokbench.tokenizer_training.config import _merge, validate
+    from tokbench.tokenizer_training.data import open_training_data
+    from tokbench.tokenizer_training.eval_during_training import heldout_metrics
 
     base = load_config(args.config)
     if args.steps:

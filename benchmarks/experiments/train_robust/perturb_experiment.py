@@ -44,10 +44,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import tokbench
-    from tokbench.train import Trainer, load_config
-    from tokbench.train.config import _merge, validate
-    from tokbench.train.data import open_training_data
-    from tokbench.train.evaluate import FidContext, HeldoutImages, heldout_metrics, runner_metrics
+    from tokbench.tokenizer_training import Trainer, load_config
+    from tokbench.tokenizer_training.config import _merge, validate
+    from tokbench.tokenizer_training.data import open_training_data
+    from tokbench.tokenizer_training.eval_during_training import (FidContext, HeldoutImages, heldout_metrics,
+                                                                  runner_metrics)
 
     base = load_config(args.config)
     if args.override:

@@ -13,10 +13,10 @@ import json
 import sys
 from pathlib import Path
 import tokbench
-from tokbench.train import Trainer
-from tokbench.train.config import validate
-from tokbench.train.data import open_training_data
-from tokbench.train.evaluate import FidContext, HeldoutImages, runner_metrics
+from tokbench.tokenizer_training import Trainer
+from tokbench.tokenizer_training.config import validate
+from tokbench.tokenizer_training.data import open_training_data
+from tokbench.tokenizer_training.eval_during_training import FidContext, HeldoutImages, runner_metrics
 
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/fid-tr")
 out = {}

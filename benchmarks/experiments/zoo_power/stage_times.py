@@ -25,7 +25,7 @@ PROBES = ("conv-k256", "conv-k4096", "conv-k256-regvq-full", "conv-k256-regvq-fu
 
 
 def time_tokenizers(cfg: dict, train_ds, names, steps: int) -> dict:
-    from tokbench.train import Trainer
+    from tokbench.tokenizer_training import Trainer
 
     out = {}
     by_name = {t["name"]: t for t in cfg["tokenizers"]}
@@ -44,8 +44,8 @@ def time_tokenizers(cfg: dict, train_ds, names, steps: int) -> dict:
 
 def time_generator(cfg: dict, trainer, train_ds, recipe: dict, steps: int) -> float:
     from tokbench.gen.tokenset import pretokenize
-    from tokbench.gen.train import RunConfig
-    from tokbench.gen.train import train as train_generator
+    from tokbench.gen.training import RunConfig
+    from tokbench.gen.training import train as train_generator
 
     tok = trainer.ema.module.eval()
     with tempfile.TemporaryDirectory() as d:
@@ -75,7 +75,7 @@ def time_inception(feature: str, n: int = 64) -> float:
 def estimate(cfg: dict, tok_times: dict, gen_times: dict, inc: float, n_train: int, n_held: int) -> dict:
     """Seconds per stage for the whole config (one seed), from the probes: each tokenizer takes the probe of its
     family/codebook nearest to it; the generator cost scales with the vocabulary between the 256 and 4096 probes."""
-    from tokbench.zoo.config import generator_recipes, gfid_references
+    from tokbench.experiments.config import generator_recipes, gfid_references
 
     m = cfg["measure"]
     passes = 1 + len(m["pfid"]["alpha"]) * len(m["pfid"]["delta"]) * len(m["pfid"]["seeds"])
@@ -109,9 +109,9 @@ def main() -> None:
     ap.add_argument("--gen-steps", type=int, default=40)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    from tokbench.zoo import load
-    from tokbench.zoo.config import generator_recipes
-    from tokbench.zoo.pipeline import open_data
+    from tokbench.experiments import load
+    from tokbench.experiments.config import generator_recipes
+    from tokbench.experiments.pipeline import open_data
 
     t_all = time.time()
     cfg = load(a.config)

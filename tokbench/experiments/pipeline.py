@@ -31,13 +31,13 @@ from ..gen import gfid, load_generator
 from ..gen.checkpoint import TokenizerRef
 from ..gen.reference import resolve_reference
 from ..gen.tokenset import TokenSet, pretokenize
-from ..gen.train import RunConfig, train as train_generator
+from ..gen.training import RunConfig, train as train_generator
 from ..io import write_json_atomic, write_text_atomic
 from ..registry import load_tokenizer
 from ..runner import Interrupted, RunOptions, evaluate
 from ..runner.schema import result_file
 from ..runner.suite import Suite
-from ..train import Trainer
+from ..tokenizer_training import Trainer
 from ..weights import sha256_file
 from .config import axes, generator_label, generator_recipes, gfid_references, stable_hash
 from .report import finish, write_config_files
@@ -320,7 +320,7 @@ def gfid_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOptions,
                gen_path: Path, tok_path: Path, extractor, ext_proto: dict, refs: dict) -> dict:
     """gFID of one generator: one sampling pass, FD against every configured reference (the first is primary).
     KID hook (issue 19): when tokbench.fid has KID, compute it here from the same samples' features against each
-    reference's features, record it next to `by_reference`, and lift the refusal of `gfid.kid` in zoo/config.py."""
+    reference's features, record it next to `by_reference`, and lift the refusal of `gfid.kid` in config.py."""
     g = cfg["gfid"]
     names = gfid_references(cfg)
     ref = refs[names[0]]

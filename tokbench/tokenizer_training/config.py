@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "dead_after": 0,  # steps: a code unused by the clean assignment for this long is restarted (0 = off)
         "check_every": 10,  # steps between checks for dead codes
     },
-    "regvq": {  # Reg-VQ (re-implementation; see tokbench.train.regularizers)
+    "regvq": {  # Reg-VQ (re-implementation; see tokbench.tokenizer_training.regularizers)
         "prior_weight": 0.0,
         "mask_ratio": 0.0,  # the paper's 0.4 when enabled
         # logits −‖ẑ − ê‖²/τ; 0.1: P(draw = argmax) ≈ 0.5 (benchmarks/experiments/train_robust/regvq_temperature.py)

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from ..gen.train import RunConfig
-from ..train import make_config
+from ..gen.training import RunConfig
+from ..tokenizer_training import make_config
 
 TOP_KEYS = {"name", "description", "seed", "data", "tokenizer_defaults", "tokenizers", "generator", "generators",
             "pretokenize", "measure", "gfid", "correlate", "quick", "notes"}
@@ -85,8 +85,8 @@ def _check(cfg: dict, where: str) -> None:
         raise ValueError(f"{where}: gfid.reference must be 'train', 'heldout' or a list of distinct ones")
     if cfg["gfid"]["kid"]:
         # KID hook (issue 19): tokbench.fid gains KID in another branch; wire it in pipeline.gfid_stage, then drop this
-        raise ValueError(f"{where}: gfid.kid is not wired yet (needs tokbench.fid's KID; see tokbench/zoo/pipeline.py "
-                         "gfid_stage)")
+        raise ValueError(f"{where}: gfid.kid is not wired yet (needs tokbench.fid's KID; see "
+                         "tokbench/experiments/pipeline.py gfid_stage)")
     gens = cfg.get("generators")
     if gens is not None:
         if not isinstance(gens, list) or not gens:
@@ -113,7 +113,7 @@ def _check(cfg: dict, where: str) -> None:
 
 def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dict:
     """Defaults + file (+ its `quick` section): the resolved zoo, with every tokenizer's full train-robust config
-    (validated by `tokbench.train.make_config`) under `tokenizers[i].train_config`."""
+    (validated by `tokbench.tokenizer_training.make_config`) under `tokenizers[i].train_config`."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: a zoo config is a YAML mapping")
     unknown = set(raw) - TOP_KEYS

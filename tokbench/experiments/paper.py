@@ -5,7 +5,7 @@ codebook statistics on the validation folder (the runner) → gFID of every gene
 reference .npz such as VIRTUAL_imagenet256_labeled.npz) → one table row per tokenizer × generator → `tokbench
 correlate` per generator.
 
-It reuses the zoo's resumable stage machinery (`tokbench.zoo.pipeline.Stages`: a finished stage leaves a marker keyed
+It reuses the zoo's resumable stage machinery (`pipeline.Stages`: a finished stage leaves a marker keyed
 by the hash of everything it depends on; unfinished ones resume from their own checkpoints). Frozen tokenizers have no
 training stage. Run it with `tokbench paper --config benchmarks/experiments/papers/robusttok-11x2.yaml`.
 """
@@ -28,7 +28,7 @@ from ..fid import get_extractor, reference_stats
 from ..gen import gfid, load_generator
 from ..gen.checkpoint import TokenizerRef
 from ..gen.tokenset import pretokenize
-from ..gen.train import RunConfig, train as train_generator
+from ..gen.training import RunConfig, train as train_generator
 from ..report import correlate
 from ..report.correlate import CorrelateRequest
 from ..report.inputs import rows_from_results

@@ -39,7 +39,7 @@ from ..registry import get_family
 from ..weights import CheckpointMismatchError, save_safetensors
 from . import regularizers as R
 from .data import BatchOrder, _image, split_indices, to_native
-from .evaluate import FidContext, HeldoutImages, heldout_metrics, runner_metrics
+from .eval_during_training import FidContext, HeldoutImages, heldout_metrics, runner_metrics
 from .losses import (LeCam, PatchDiscriminator, VGGPerceptual, adaptive_weight, hinge_d_loss, hinge_g_loss,
                      local_vgg16_weights, reconstruction_loss)
 from .perturb_hook import NEIGHBOUR_RULE, perturb_ids
