@@ -35,6 +35,22 @@ SIZES: dict[str, dict] = {
 }
 
 
+def sized_config(cls, d: dict, sizes: dict[str, dict], what: str) -> dict:
+    """A config's fields: the named `size` preset (if any) updated by the explicit keys; unknown sizes or keys are
+    refused with the known ones listed."""
+    d = dict(d)
+    size = d.pop("size", None)
+    if size and size not in sizes:
+        raise ValueError(f"unknown {what} size {size!r}; known: {sorted(sizes)}")
+    base = dict(sizes[size]) if size else {}
+    base.update(d)
+    names = {f.name for f in fields(cls)}
+    unknown = set(base) - names
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {sorted(unknown)}; known: {sorted(names)}")
+    return base
+
+
 @dataclass
 class GeneratorConfig:
     """Architecture and regularisation. Vocabulary and sequence come from the tokenizer (`SequenceSpec`)."""
@@ -60,16 +76,7 @@ class GeneratorConfig:
         d = dict(d)
         if d.pop("arch", "gpt") != "gpt":
             raise ValueError("GeneratorConfig is the 'gpt' architecture; build other archs with tokbench.gen.archs")
-        size = d.pop("size", None)
-        if size and size not in SIZES:
-            raise ValueError(f"unknown generator size {size!r}; known: {sorted(SIZES)}")
-        base = dict(SIZES[size]) if size else {}
-        base.update(d)
-        names = {f.name for f in fields(cls)}
-        unknown = set(base) - names
-        if unknown:
-            raise ValueError(f"unknown generator config keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**base)
+        return cls(**sized_config(cls, d, SIZES, "generator"))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,14 +23,14 @@ classes; the same parameter count up to the unused mask row), one output head pe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .gen_layout import SequenceSpec
-from .generator import KVCache, SequenceHeads
+from .generator import KVCache, SequenceHeads, sized_config
 
 SIZES: dict[str, dict] = {
     # RAR paper Tab. 1 / README_RAR.md: (depth, width, heads, MLP) — B 261M, L 461M, XL 955M at 1024 codes, 256 tokens
@@ -68,16 +68,7 @@ class RARConfig:
     def from_dict(cls, d: dict) -> "RARConfig":
         d = dict(d)
         d.pop("arch", None)
-        size = d.pop("size", None)
-        if size and size not in SIZES:
-            raise ValueError(f"unknown RAR size {size!r}; known: {sorted(SIZES)}")
-        base = dict(SIZES[size]) if size else {}
-        base.update(d)
-        names = {f.name for f in fields(cls)}
-        unknown = set(base) - names
-        if unknown:
-            raise ValueError(f"unknown RAR config keys {sorted(unknown)}; known: {sorted(names)}")
-        cfg = cls(**base)
+        cfg = cls(**sized_config(cls, d, SIZES, "RAR"))
         if not 0.0 <= cfg.anneal_start <= cfg.anneal_end <= 1.0:
             raise ValueError(f"RAR anneal window must satisfy 0 <= anneal_start <= anneal_end <= 1 (fractions of "
                              f"training), got {cfg.anneal_start}, {cfg.anneal_end}")
