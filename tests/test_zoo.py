@@ -4,6 +4,7 @@ training, generator training and measurement each cut in the middle) and reprodu
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -273,7 +274,7 @@ def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, mo
     raw["tokenizers"] = raw["tokenizers"][:3]
     gen = raw["generator"]
     raw["generators"] = [dict(gen, name="gpt"), dict(gen, name="gpt-b", train=dict(gen["train"], seed=1))]
-    raw["gfid"] = {"reference": ["train", "heldout"], "num": 12}
+    raw["gfid"] = {"reference": ["train", "heldout"], "num": 12, "kid": True}
     cfg = resolve(raw, where="two generators (test)")
     out = tmp_path / "z"
     summary = _run(cfg, out)
@@ -285,6 +286,10 @@ def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, mo
         got = {(e["generator_name"], e["reference"].split(" ")[0]): e["value"] for e in r["gfid_all"]}
         assert set(got) == {(g, ref) for g in ("gpt", "gpt-b") for ref in ("train", "heldout")}
         assert got[("gpt", "train")] == r["gfid"]["value"] and got[("gpt", "heldout")] != got[("gpt", "train")]
+        kid = {(e["generator_name"], e["reference"].split(" ")[0]): e["kid"] for e in r["gfid_all"]}  # gfid.kid
+        assert all(math.isfinite(v) for v in kid.values()) and kid[("gpt", "train")] != kid[("gpt", "heldout")]
+        assert r["gfid"]["kid"] == kid[("gpt", "train")]
+        assert r["gfid"]["protocol"]["kid"]["protocol"]["subset_size"] == 12  # min(1000, samples, reference)
     assert (out / "configs" / "generator-gpt-b.yaml").is_file()
     table = (out / "gfid_all.csv").read_text().splitlines()
     assert len(table) == 1 + 2 * 3 and "gfid_heldout" in table[0]
@@ -295,13 +300,10 @@ def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, mo
     assert before == {f.name: json.loads(f.read_text())["gfid_all"] for f in (out / "runs").glob("*.json")}
 
 
-def test_gfid_kid_hook_is_refused_until_wired():
+def test_gfid_references_must_be_distinct():
     from tokbench.experiments import resolve
 
     raw = yaml.safe_load(QUICK.read_text())
-    raw["gfid"] = {"kid": True}
-    with pytest.raises(ValueError, match="gfid.kid is not wired"):
-        resolve(raw)
     raw["gfid"] = {"reference": ["train", "train"]}
     with pytest.raises(ValueError, match="distinct"):
         resolve(raw)

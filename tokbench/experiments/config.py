@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
                 "fid": {"extractor": "inception-v3-compat", "weights": None, "feature": None},
                 "batch_size": 32, "chunk_size": 64, "usage_window": 256},
     # reference: train | heldout | a list of them (the first is `gfid` in the result files, every one is reported).
-    # kid: also KID against each reference — a hook for tokbench.fid's KID (issue 19), refused until it is wired.
+    # kid: also KID of the same samples against each reference (the references then keep every feature row).
     "gfid": {"reference": "train", "num": None, "seed": 0, "batch_size": 64, "sampling": None, "kid": False},
     "correlate": {"target": "gfid", "metrics": ["rfid", "pfid", "usage", "perplexity", "psnr", "ssim"],
                   "compare": None, "resamples": 10000, "seed": 0, "plots": True, "html": True},
@@ -83,10 +83,6 @@ def _check(cfg: dict, where: str) -> None:
     refs = gfid_references(cfg)
     if not refs or any(r not in ("train", "heldout") for r in refs) or len(set(refs)) != len(refs):
         raise ValueError(f"{where}: gfid.reference must be 'train', 'heldout' or a list of distinct ones")
-    if cfg["gfid"]["kid"]:
-        # KID hook (issue 19): tokbench.fid gains KID in another branch; wire it in pipeline.gfid_stage, then drop this
-        raise ValueError(f"{where}: gfid.kid is not wired yet (needs tokbench.fid's KID; see "
-                         "tokbench/experiments/pipeline.py gfid_stage)")
     gens = cfg.get("generators")
     if gens is not None:
         if not isinstance(gens, list) or not gens:

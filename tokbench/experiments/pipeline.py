@@ -171,8 +171,9 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
     fkw = {"feature": str(m["fid"]["feature"])} if m["fid"].get("feature") else {}
     extractor = opts.extractor or get_extractor(m["fid"]["extractor"], m["fid"]["weights"], device=opts.device, **fkw)
     cache = work / "reference_stats"
-    held_ref = resolve_reference(held_ds, extractor, batch_size=int(m["batch_size"]), cache=cache).stats
-    train_ref = resolve_reference(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache).stats
+    keep = "all" if cfg["gfid"]["kid"] else "auto"  # KID of the samples needs every reference feature row
+    held_ref = resolve_reference(held_ds, extractor, batch_size=int(m["batch_size"]), cache=cache, keep=keep).stats
+    train_ref = resolve_reference(train_ds, extractor, batch_size=int(m["batch_size"]), cache=cache, keep=keep).stats
     floor = float(frechet_distance(train_ref[0], held_ref[0]))
     suite = make_suite(cfg)
     ext_proto = dict(getattr(extractor, "protocol", {}) or {})
@@ -283,9 +284,12 @@ def run_tokenizer(entry: dict, cfg: dict, opts: ZooOptions, stages: Stages, trai
 
 
 def gfid_entry(cfg: dict, gname: str, recipe: dict, m_gfid: dict, reference: str, value: float) -> dict:
-    return {"value": value, "generator": generator_label(cfg, recipe, gname), "generator_name": gname or None,
-            "num_samples": m_gfid["num"], "reference": f"{reference} split ({m_gfid['reference_images'][reference]} "
-            "images)", "protocol": m_gfid["protocol"]}
+    out = {"value": value, "generator": generator_label(cfg, recipe, gname), "generator_name": gname or None,
+           "num_samples": m_gfid["num"], "reference": f"{reference} split ({m_gfid['reference_images'][reference]} "
+           "images)", "protocol": m_gfid["protocol"]}
+    if "kid_by_reference" in m_gfid:
+        out["kid"] = m_gfid["kid_by_reference"][reference]
+    return out
 
 
 def _stage(base: str, gname: str) -> str:
@@ -318,9 +322,8 @@ def generator_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOpt
 
 def gfid_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOptions, stages: Stages, k_gen: str,
                gen_path: Path, tok_path: Path, extractor, ext_proto: dict, refs: dict) -> dict:
-    """gFID of one generator: one sampling pass, FD against every configured reference (the first is primary).
-    KID hook (issue 19): when tokbench.fid has KID, compute it here from the same samples' features against each
-    reference's features, record it next to `by_reference`, and lift the refusal of `gfid.kid` in config.py."""
+    """gFID of one generator: one sampling pass, FD (and with `gfid.kid` KID) against every configured reference (the
+    first is primary)."""
     g = cfg["gfid"]
     names = gfid_references(cfg)
     ref = refs[names[0]]
@@ -339,10 +342,13 @@ def gfid_stage(name: str, gname: str, recipe: dict, cfg: dict, opts: ZooOptions,
         model, _ = load_generator(gen_path, opts.device)
         value, proto = gfid(model, tok, ref, extractor, settings=g["sampling"], num=num, seed=int(g["seed"]),
                             batch_size=int(g["batch_size"]), device=opts.device, progress=opts.progress,
-                            extra_references={n: refs[n] for n in names[1:]} or None)
-        by_ref = {names[0]: value, **{n: v["value"] for n, v in (proto.get("extra_references") or {}).items()}}
+                            extra_references={n: refs[n] for n in names[1:]} or None, kid=bool(g["kid"]))
+        extra = proto.get("extra_references") or {}
+        by_ref = {names[0]: value, **{n: v["value"] for n, v in extra.items()}}
+        kid = ({"kid_by_reference": {names[0]: proto["kid"]["value"], **{n: v["kid"]["value"] for n, v in extra.items()}}}
+               if g["kid"] else {})
         m_gfid = stages.mark(name, stage, k_gfid, {
-            "value": value, "num": num, "reference": names[0], "by_reference": by_ref,
+            "value": value, "num": num, "reference": names[0], "by_reference": by_ref, **kid,
             "reference_images": {n: refs[n][0].n for n in names}, "protocol": proto,
             "seconds": round(time.time() - t0, 2)})
     m_gfid.setdefault("by_reference", {m_gfid["reference"]: m_gfid["value"]})  # markers made before the lists

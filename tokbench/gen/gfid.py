@@ -19,7 +19,7 @@ import torch
 
 from ..data import to_uint8
 from ..dist import current
-from ..fid import StatsAccumulator, frechet_distance
+from ..fid import StatsAccumulator, frechet_distance, kernel_inception_distance
 from ..io import portable_path
 from ..models.generator import SequenceHeads
 from ..progress import progress_bar
@@ -69,13 +69,15 @@ def sample_images(model: SequenceHeads, tokenizer, *, num: int, settings: Sampli
 def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extractor: Callable, *,
          settings: SamplingConfig | dict | None = None, num: int = 50_000, seed: int = 0, batch_size: int = 64,
          device: str | torch.device | None = None, save_dir: str | Path | None = None, progress: bool = True,
-         bf16: bool = True, extra_references: dict[str, Any] | None = None) -> tuple[float, dict]:
+         bf16: bool = True, extra_references: dict[str, Any] | None = None, kid: bool = False) -> tuple[float, dict]:
     """gFID of `generator` (a model or a checkpoint path) decoded by `tokenizer`, against `reference` (a
     `tokbench.fid` accumulator, (mu, sigma), or an .npz path), features from `extractor` (uint8 → float64 B x D with a
     `.protocol` dict). Returns (value, protocol). Under torch.distributed every rank samples its share and the
     statistics are all-reduced. save_dir: also write every sample as PNG (never JPEG). extra_references: {name:
     reference} — the same samples' FD against each is added to the protocol under `extra_references` (one sampling
-    pass for, e.g., gFID against the training and the held-out images)."""
+    pass for, e.g., gFID against the training and the held-out images). kid: also KID of the same samples against
+    each reference (which must hold its feature rows: `reference_stats(..., keep="all")`), under `kid` in the
+    protocol and in each extra reference's entry."""
     if isinstance(generator, (str, Path)):
         generator, _ = load_generator(generator, device or "cpu")
     meta: GeneratorMeta | None = getattr(generator, "meta", None)
@@ -104,7 +106,7 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
                                              progress=progress and rank == 0):
         feats = extractor(images)
         if acc is None:
-            acc = StatsAccumulator(int(feats.shape[1]))
+            acc = StatsAccumulator(int(feats.shape[1]), keep="all" if kid else "auto")
         acc.update(feats)
         if save_dir is not None:
             _save_pngs(Path(save_dir), idx, labels, images)
@@ -117,6 +119,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
     for key, other in (extra_references or {}).items():
         o_ref, o_desc = fd_reference(other)
         extra[key] = {"value": float(frechet_distance(acc, o_ref)), "reference": o_desc}
+        if kid:
+            extra[key]["kid"] = _kid(acc, o_ref, key)
     protocol = {
         "metric": "gfid",
         "num_samples": num,
@@ -136,6 +140,8 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
         "extractor": dict(getattr(extractor, "protocol", {}) or {}),
         "reference": ref_desc,
     }
+    if kid:
+        protocol["kid"] = _kid(acc, ref, "the reference")
     if extra:
         protocol["extra_references"] = extra
     hashed = {k: v for k, v in protocol.items() if k != "generator"} | {"generator": protocol["generator"]["checkpoint"]}
@@ -143,6 +149,15 @@ def gfid(generator: SequenceHeads | str | Path, tokenizer, reference: Any, extra
         hashed["reference"] = {k: v for k, v in hashed["reference"].items() if k != "cache"}
     protocol["protocol_hash"] = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return value, protocol
+
+
+def _kid(samples, reference, what: str) -> dict:
+    """KID of the samples' feature rows against a reference accumulator's (torch-fidelity's estimator)."""
+    if not isinstance(reference, StatsAccumulator) or not reference.has_features:
+        raise ValueError(f"KID against {what} needs its feature rows (reference statistics computed with keep='all'; "
+                         "an .npz of mean and covariance has none)")
+    r = kernel_inception_distance(samples.features(), reference.features())
+    return {"value": r["kid"], "std": r["kid_std"], "protocol": r["protocol"]}
 
 
 def _save_pngs(folder: Path, idx: list[int], labels: torch.Tensor, images: torch.Tensor) -> None:

@@ -35,9 +35,9 @@ def is_npz(spec: Any) -> bool:
 
 def resolve_reference(spec: str | os.PathLike | Any, extractor, *, resolution: int | None = None,
                       num_images: int | None = None, crop: str | None = None, batch_size: int | None = None,
-                      cache: str | os.PathLike | None = None) -> GfidReference:
+                      cache: str | os.PathLike | None = None, keep: str = "auto") -> GfidReference:
     """`spec`: an `.npz` path, a data spec opened at `resolution` (first `num_images`, `crop`), or an opened data set.
-    Options left None keep `open_dataset` / `reference_stats` defaults."""
+    Options left None keep `open_dataset` / `reference_stats` defaults; `keep="all"` keeps every feature row (KID)."""
     if is_npz(spec):
         return GfidReference(str(spec), {"npz": str(spec), "sha256": sha256_file(spec)}, None)
     if isinstance(spec, (str, os.PathLike)):
@@ -45,7 +45,8 @@ def resolve_reference(spec: str | os.PathLike | Any, extractor, *, resolution: i
         desc = str(spec)
     else:
         ds, desc = spec, None
-    ref = reference_stats(ds, extractor, **({"batch_size": batch_size} if batch_size is not None else {}), cache=cache)
+    ref = reference_stats(ds, extractor, **({"batch_size": batch_size} if batch_size is not None else {}), cache=cache,
+                          keep=keep)
     key = {"cache_key": ref[1].get("cache_key"), "n": ref[0].n}
     return GfidReference(ref, {"data": desc, **key} if desc is not None else key, int(ref[0].n))
 
