@@ -264,8 +264,9 @@ def test_readme_zoo_table_quotes_the_committed_results():
 
 
 def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, monkeypatch):
-    """Each generator recipe is trained per tokenizer and gets its own stages; one sampling pass gives gFID against
-    the training and the held-out images; correlate runs per generator on gfid_all.csv."""
+    """Each generator recipe (here the LlamaGen-style GPT and RAR) is trained per tokenizer and gets its own stages;
+    one sampling pass gives gFID and KID against the training and the held-out images; correlate runs per generator
+    on gfid_all.csv."""
     from tokbench.experiments import resolve
 
     monkeypatch.chdir(tmp_path)
@@ -273,24 +274,25 @@ def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, mo
     raw["measure"]["fid"]["extractor"] = "zoo-test-features"
     raw["tokenizers"] = raw["tokenizers"][:3]
     gen = raw["generator"]
-    raw["generators"] = [dict(gen, name="gpt"), dict(gen, name="gpt-b", train=dict(gen["train"], seed=1))]
+    raw["generators"] = [dict(gen, name="gpt"), dict(gen, name="rar", model=dict(gen["model"], arch="rar"))]
     raw["gfid"] = {"reference": ["train", "heldout"], "num": 12, "kid": True}
     cfg = resolve(raw, where="two generators (test)")
     out = tmp_path / "z"
     summary = _run(cfg, out)
     for t in summary["tokenizers"]:
-        for stage in ("generator-gpt", "gfid-gpt", "generator-gpt-b", "gfid-gpt-b"):
+        for stage in ("generator-gpt", "gfid-gpt", "generator-rar", "gfid-rar"):
             assert (out / "state" / t["name"] / f"{stage}.json").is_file()
         r = json.loads(next((out / "runs").glob(f"{t['name']}__*.json")).read_text())
         assert r["gfid"]["generator_name"] == "gpt" and r["gfid"]["reference"].startswith("train split")
         got = {(e["generator_name"], e["reference"].split(" ")[0]): e["value"] for e in r["gfid_all"]}
-        assert set(got) == {(g, ref) for g in ("gpt", "gpt-b") for ref in ("train", "heldout")}
+        assert set(got) == {(g, ref) for g in ("gpt", "rar") for ref in ("train", "heldout")}
         assert got[("gpt", "train")] == r["gfid"]["value"] and got[("gpt", "heldout")] != got[("gpt", "train")]
         kid = {(e["generator_name"], e["reference"].split(" ")[0]): e["kid"] for e in r["gfid_all"]}  # gfid.kid
         assert all(math.isfinite(v) for v in kid.values()) and kid[("gpt", "train")] != kid[("gpt", "heldout")]
         assert r["gfid"]["kid"] == kid[("gpt", "train")]
         assert r["gfid"]["protocol"]["kid"]["protocol"]["subset_size"] == 12  # min(1000, samples, reference)
-    assert (out / "configs" / "generator-gpt-b.yaml").is_file()
+    assert (out / "configs" / "generator-rar.yaml").is_file()
+    assert "rar" in (out / "configs" / "generator-rar.yaml").read_text()
     table = (out / "gfid_all.csv").read_text().splitlines()
     assert len(table) == 1 + 2 * 3 and "gfid_heldout" in table[0]
     for name in ("correlation_by_generator", "correlation_by_generator_heldout"):
