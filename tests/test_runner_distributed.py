@@ -9,44 +9,9 @@ import socket
 
 import torch
 
-from tokbench.api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
+from tokbench.api import Tokens
 from tokbench.runner import Interrupted, RunOptions, Suite, run_suite
-
-
-class ToyExtractor:
-    dim = 12
-
-    def __init__(self):
-        self.w = torch.randn(48, self.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        self.protocol = {"extractor": "toy-projection", "random_weights": True}
-
-    def to(self, device):
-        return self
-
-    def __call__(self, images):
-        x = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255.0, 4).flatten(1)
-        return torch.tanh(x @ self.w * 3.0)
-
-
-class ToyVQ(Tokenizer):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("codebook", torch.rand(32, 48, generator=torch.Generator().manual_seed(0)))
-        self.layout = TokenLayout.grid(4, 4)
-        self.info = TokenizerInfo(family="toy", preset="toy-dist", resolution=16, value_range="[0,1]",
-                                  vocab_size=32, tokens_per_image=16)
-
-    @property
-    def token_spaces(self):
-        return [CodebookSpace(32, codes=self.codebook, metric="l2")]
-
-    def _encode(self, x):
-        v = x.reshape(-1, 3, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 48)
-        return [self.token_spaces[0].scores(v).argmax(-1)], [v]
-
-    def decode_raw(self, tokens: Tokens):
-        v = self.codebook[tokens.ids[0]]
-        return v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
+from tokbench.testing import ToyExtractor, ToyVQ
 
 
 class FailsOnRank1(ToyVQ):

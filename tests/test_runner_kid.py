@@ -5,56 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tokbench.api import CodebookSpace, TokenLayout, Tokenizer, TokenizerInfo, Tokens
 from tokbench.data import open_dataset
 from tokbench.fid import compute_stats, frechet_distance, kernel_inception_distance
 from tokbench.runner import RunOptions, Suite, build_leaderboard, run_suite
 from tokbench.runner.leaderboard import to_markdown
-
-
-class ToyExtractor:
-    """A fixed random projection of 4x4-pooled images (12-d): cheap and deterministic."""
-
-    dim = 12
-
-    def __init__(self):
-        self.w = torch.randn(48, self.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        self.protocol = {"extractor": "toy-projection-kid", "weights_sha256": "seed0", "random_weights": False,
-                         "weights_source": "test"}
-
-    def to(self, device):
-        return self
-
-    def __call__(self, images):
-        x = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255.0, 4).flatten(1)
-        return torch.tanh(x @ self.w * 3.0)
-
-
-class ToyVQ(Tokenizer):
-    """4x4 pixel-patch VQ with a seeded random codebook, 16 px images."""
-
-    def __init__(self, k: int = 32):
-        super().__init__()
-        self.register_buffer("codebook", torch.rand(k, 48, generator=torch.Generator().manual_seed(0)))
-        self.layout = TokenLayout.grid(4, 4)
-        self.info = TokenizerInfo(family="toy", preset=f"toy-kid-k{k}", resolution=16, value_range="[0,1]",
-                                  vocab_size=k, tokens_per_image=16, quantizer="vq")
-
-    @property
-    def token_spaces(self):
-        return [CodebookSpace(self.codebook.shape[0], codes=self.codebook, metric="l2")]
-
-    def _encode(self, x):
-        v = x.reshape(-1, 3, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 48)
-        return [self.token_spaces[0].scores(v).argmax(-1)], [v]
-
-    def decode_raw(self, tokens: Tokens):
-        v = self.codebook[tokens.ids[0]]
-        return v.reshape(-1, 4, 4, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(-1, 3, 16, 16)
+from tokbench.testing import ToyExtractor, ToyVQ
 
 
 def test_runner_reports_kid_beside_fid(tmp_path):
     ext = ToyExtractor()
+    ext.protocol = dict(ext.protocol, weights_source="test")
     suite = Suite.from_dict(dict(name="kidtoy", data="sample", num_images=30, resolution=16, tokenizers=[],
                                  batch_size=7, chunk_size=10, metrics=["rfid", "pfid", "kid"],
                                  pfid={"alpha": [0.5], "delta": [6], "seeds": [0, 1], "mode": "code"}))
