@@ -26,6 +26,7 @@ from tokbench.fid import (
 from tokbench.fid import fid_helper
 from tokbench.io import atomic_path
 from tokbench.fid.extractors import random_inception_weights
+from tokbench.testing import ImageList
 
 
 @contextmanager
@@ -38,17 +39,6 @@ def no_real_weights(tmp):
         mp.setattr(fid_helper, "cache_root", lambda: tmp / "fid-no-helper")
         mp.setattr(torch.hub, "get_dir", lambda: str(tmp / "hub"))
         yield
-
-
-class _ImageList(torch.utils.data.Dataset):
-    def __init__(self, images):
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +88,7 @@ def test_fid_equals_torch_fidelity(pair, sets, stats, inception):
 
     ours = frechet_distance(stats[pair[0]], stats[pair[1]])
     theirs = torch_fidelity.calculate_metrics(
-        input1=_ImageList(sets[pair[0]]), input2=_ImageList(sets[pair[1]]), fid=True, cuda=False, verbose=False,
+        input1=ImageList(sets[pair[0]]), input2=ImageList(sets[pair[1]]), fid=True, cuda=False, verbose=False,
         cache=False, save_cpu_ram=True, batch_size=10, feature_extractor_weights_path=str(inception.weights_path),
     )["frechet_inception_distance"]
     assert ours > 0

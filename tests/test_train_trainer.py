@@ -8,6 +8,7 @@ import torch
 
 import tokbench
 from tokbench.tokenizer_training import Trainer, make_config
+from tokbench.testing import fork_ranks
 from tokbench.tokenizer_training.config import load_config
 from tokbench.weights import safetensors_metadata
 
@@ -262,46 +263,22 @@ def test_resume_trims_the_log_written_after_the_checkpoint(tmp_path):
     assert [s for s, _ in steps(tmp_path / "part")] == [1, 2, 3, 4, 5, 6]
 
 
-def _ddp_worker(rank: int, port: int, out: Path) -> None:
-    """A forked child: one rank of a 2-process gloo group (as `torchrun … tokbench train-robust` starts it)."""
-    import os
-    import traceback
-
+def _ddp_rank(rank: int, out: Path) -> None:
+    """One rank of a 2-process gloo group (as `torchrun … tokbench train-robust` starts it)."""
     from tokbench.dist import init_from_env, shutdown
 
-    code = 0
-    try:
-        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(port))
-        torch.set_num_threads(1)
-        info = init_from_env("cpu")
-        tr = Trainer(_cfg(codebook={"dead_after": 2, "check_every": 2}), _images(), out_dir=out, device="cpu",
-                     progress=False)
-        tr.fit(final=False)
-        torch.save({"state": _state(tr), "restarts": tr.restarts_total, "world": tr.world}, out / f"rank{rank}.pt")
-        shutdown(info)
-    except BaseException:  # noqa: BLE001 - reported to the parent through a file
-        (out / f"error{rank}.txt").write_text(traceback.format_exc())
-        code = 1
-    os._exit(code)
+    info = init_from_env("cpu")
+    tr = Trainer(_cfg(codebook={"dead_after": 2, "check_every": 2}), _images(), out_dir=out, device="cpu",
+                 progress=False)
+    tr.fit(final=False)
+    torch.save({"state": _state(tr), "restarts": tr.restarts_total, "world": tr.world}, out / f"rank{rank}.pt")
+    shutdown(info)
 
 
 def test_ddp_two_ranks_keep_identical_weights(tmp_path):
     """Gradients all-reduced and restarted codes broadcast through tokbench.dist: both ranks end with the same model."""
-    import multiprocessing
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_ddp_worker, args=(r, port, tmp_path)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    errors = [f.read_text() for f in tmp_path.glob("error*.txt")]
-    assert not errors and all(p.exitcode == 0 for p in procs), errors
+    errors = fork_ranks(_ddp_rank, tmp_path)
+    assert not errors, errors
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert a["world"] == b["world"] == 2 and a["restarts"] == b["restarts"] > 0
     for k in a["state"]:

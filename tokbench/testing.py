@@ -4,11 +4,15 @@ feature extractor (cheap, deterministic; also usable from the subprocesses of co
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import traceback
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -126,4 +130,54 @@ def run_processes(code: str, argv_per_process: list, timeout: float = 120) -> li
                 q.kill()
             raise
         out.append((p.returncode, err))
+    return out
+
+
+class ImageList(torch.utils.data.Dataset):
+    """A list of uint8 image tensors as a torch Dataset (for torch-fidelity's calculate_metrics in tests)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
+
+
+def fork_ranks(worker: Callable, *args, world: int = 2, timeout: float = 120) -> list[str]:
+    """Run `worker(rank, *args)` in `world` forked processes set up as torchrun sets up its ranks (RANK, LOCAL_RANK,
+    WORLD_SIZE, a free loopback MASTER_PORT; one thread each). Returns the failures: a traceback per rank that raised,
+    or a line per rank that did not exit cleanly within `timeout` — an empty list when every rank succeeded."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    errors = Path(tempfile.mkdtemp(prefix="tokbench-ranks-"))
+
+    def child(rank: int) -> None:
+        code = 0
+        try:
+            os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(port))
+            torch.set_num_threads(1)
+            worker(rank, *args)
+        except BaseException:  # noqa: BLE001 - reported to the parent through a file
+            (errors / f"rank{rank}.txt").write_text(traceback.format_exc())
+            code = 1
+        os._exit(code)
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=child, args=(r,)) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    out = [f.read_text() for f in sorted(errors.glob("rank*.txt"))]
+    for r, p in enumerate(procs):
+        if p.is_alive():
+            p.kill()
+            out.append(f"rank {r} still running after {timeout} s")
+        elif p.exitcode != 0 and not (errors / f"rank{r}.txt").exists():
+            out.append(f"rank {r} exited with {p.exitcode}")
     return out

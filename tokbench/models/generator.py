@@ -139,6 +139,20 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, drop: float) -> torch.Tensor:
+    """Causal attention of the queries at positions start…start+t−1 over the keys 0…start+t−1 (a KV cache holds the
+    prefix): the whole sequence at once, one cached step, or a chunk after a cached prefix (query i sees keys ≤
+    start + i). Shared by the GPT and RAR blocks."""
+    t = q.shape[2]
+    if start == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+    if t == 1:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+    keys = torch.arange(k.shape[2], device=q.device)[None, :]
+    mask = keys <= (start + torch.arange(t, device=q.device))[:, None]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
@@ -157,15 +171,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.write(layer, start, k, v, max_len)
-        drop = self.attn_dropout if self.training else 0.0
-        if start == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
-        elif t == 1:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        else:  # a chunk after a cached prefix: query i sees keys ≤ start + i
-            s = k.shape[2]
-            mask = torch.arange(s, device=x.device)[None, :] <= (start + torch.arange(t, device=x.device))[:, None]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        out = causal_attention(q, k, v, start, self.attn_dropout if self.training else 0.0)
         return self.resid_dropout(self.proj(out.transpose(1, 2).reshape(b, t, -1)))
 
 

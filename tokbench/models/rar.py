@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .gen_layout import SequenceSpec
-from .generator import KVCache, SequenceHeads, sized_config
+from .generator import KVCache, SequenceHeads, causal_attention, sized_config
 
 SIZES: dict[str, dict] = {
     # RAR paper Tab. 1 / README_RAR.md: (depth, width, heads, MLP) — B 261M, L 461M, XL 955M at 1024 codes, 256 tokens
@@ -116,15 +116,7 @@ class RARAttention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if cache is not None:
             k, v = cache.write(layer, start, k, v, max_len)
-        drop = self.attn_dropout if self.training else 0.0
-        if start == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
-        elif t == 1:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        else:
-            s = k.shape[2]
-            mask = torch.arange(s, device=x.device)[None, :] <= (start + torch.arange(t, device=x.device))[:, None]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        out = causal_attention(q, k, v, start, self.attn_dropout if self.training else 0.0)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, t, -1)))
 
 
