@@ -23,6 +23,7 @@ examples:
   tokbench zoo --config benchmarks/experiments/zoo.yaml --data /data/images --out results/zoo-mydata
   tokbench zoo --seed 1 --out results/zoo-seed1                        # a training-seed replicate
   tokbench zoo --pool results/zoo --pool results/zoo-seed1 --out results/zoo-pooled
+  tokbench zoo --shard 0/2 & tokbench zoo --shard 1/2; wait; tokbench zoo   # two processes, then the report
 """
 
 
@@ -44,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training seed of every tokenizer and generator (default: the config's); another seed is a "
                         "replicate that measures seed-to-seed spread (data split and measurement stay the same)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only tokenizers i with i %% N == K and write no report: start N such processes on one "
+                        "--out (e.g. one per core or GPU, each with OMP_NUM_THREADS set), then run the same command "
+                        "without --shard, which finds every stage done and writes the report; the numbers are those "
+                        "of one unsharded run")
     p.add_argument("--pool", action="append", default=None, metavar="DIR",
                    help="do not run: pool finished replicate zoos (repeatable; made with --seed) into --out: means, "
                         "seed-to-seed consistency of every metric, correlation of the means")
@@ -55,8 +61,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --export-weights: exactly these zoo tokenizers (within the budget) instead of the smallest")
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"tokbench zoo: --shard {text!r}: expected K/N, e.g. 0/2") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise SystemExit(f"tokbench zoo: --shard {text!r}: need 0 <= K < N")
+    return k, n
+
+
 def command_line(args: argparse.Namespace) -> str:
-    """The command as given (recorded in OUT/commands.sh), rebuilt from the parsed arguments."""
+    """The command as given (recorded in OUT/commands.sh), rebuilt from the parsed arguments; without --shard, which
+    changes who computes a stage, not what it computes."""
     parts = ["tokbench", "zoo"]
     for flag, val in (("--config", args.config), ("--data", args.data), ("--out", args.out), ("--work", args.work),
                       ("--device", args.device), ("--fid-weights", args.fid_weights), ("--seed", args.seed)):
@@ -72,10 +91,9 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
     import torch
-    import yaml
 
     from ..experiments import ZooOptions, resolve, run_zoo
-    from ..experiments.config import with_seed
+    from ..experiments.config import read_raw, with_seed
 
     if args.pool:
         # deferred on purpose: start-up time (see tokbench/commands/__init__.py)
@@ -101,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
         path, quick = default_config().with_name("zoo-quick.yaml"), False
     else:
         path, quick = default_config(), False
-    if not path.is_file():
-        raise FileNotFoundError(f"zoo config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_raw(path)
     if args.data:
         raw.setdefault("data", {})["spec"] = args.data
     if args.fid_weights:
@@ -114,7 +130,12 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cmd = command_line(args)
     opts = ZooOptions(out=Path(args.out), work=Path(args.work) if args.work else None, device=device,
-                      progress=not args.no_progress, command=cmd, config_file=str(path), quick=args.quick)
+                      progress=not args.no_progress, command=cmd, config_file=str(path), quick=args.quick,
+                      shard=parse_shard(args.shard))
     summary = run_zoo(cfg, opts)
+    if opts.shard is not None:
+        print(f"zoo {summary['name']}: shard {args.shard} done ({len(summary['tokenizers'])} tokenizers); run the "
+              "command without --shard for the report")
+        return 0
     print(f"zoo {summary['name']}: {len(summary['tokenizers'])} tokenizers -> {opts.out}/README.md")
     return 0 if summary.get("correlate", {}).get("exit_code", 0) == 0 else 3

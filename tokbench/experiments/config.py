@@ -21,7 +21,7 @@ from ..gen.training import RunConfig
 from ..tokenizer_training import make_config
 
 TOP_KEYS = {"name", "description", "seed", "data", "tokenizer_defaults", "tokenizers", "generator", "generators",
-            "pretokenize", "measure", "gfid", "correlate", "quick", "notes"}
+            "pretokenize", "measure", "gfid", "correlate", "quick", "notes", "select"}
 DEFAULTS: dict[str, Any] = {
     "name": "zoo",
     "description": "",
@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
              "split_seed": 0},
     "tokenizer_defaults": {},
     "tokenizers": [],
+    # a subset of `tokenizers` by name, in this order (a config that `extends` a larger one runs part of its zoo)
+    "select": None,
     "generator": {"model": {"size": "tiny"}, "train": {"steps": 200, "batch_size": 32}, "sampling": {}},
     # several generator recipes, each trained on every tokenizer's tokens: [{name, model, train, sampling}, …]; the
     # first is the primary one (its gFID is the result files' `gfid`). None: the single `generator` above.
@@ -124,6 +126,7 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
         cfg = deep_merge(cfg, q)
         cfg["name"] = q.get("name", f"{cfg['name']}-quick")
     cfg["quick"] = None
+    cfg["tokenizers"] = _select(cfg["tokenizers"], cfg.pop("select"), where)
     _check(cfg, where)
 
     res = int(cfg["data"]["resolution"])
@@ -153,6 +156,17 @@ def resolve(raw: dict, *, quick: bool = False, where: str = "zoo config") -> dic
         except ValueError as e:
             raise ValueError(f"{where}: generator {gname or ''}: {e}") from None
     return cfg
+
+
+def _select(toks: list, names: list | None, where: str) -> list:
+    if names is None:
+        return toks
+    by = {t.get("name"): t for t in toks}
+    missing = [n for n in names if n not in by]
+    if missing or len(set(names)) != len(names):
+        raise ValueError(f"{where}: select names {missing or names} "
+                         f"{'are not tokenizers of the zoo' if missing else 'repeat'}; known: {', '.join(map(str, by))}")
+    return [by[n] for n in names]
 
 
 def generator_recipes(cfg: dict) -> list[tuple[str, dict]]:
@@ -188,11 +202,27 @@ def with_seed(raw: dict, seed: int) -> dict:
     return raw
 
 
-def load(path: str | Path, *, quick: bool = False) -> dict:
+def read_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A zoo YAML as written, with `extends: other.yaml` (relative to the file) resolved: this file deep-merged onto
+    the one it extends (lists such as `tokenizers` and `generators` are replaced; `select` picks tokenizers of the
+    base). A smaller design of a larger zoo is then a short file that says only how it differs."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"zoo config {path} does not exist (see benchmarks/experiments/zoo.yaml)")
-    return resolve(yaml.safe_load(path.read_text()) or {}, quick=quick, where=str(path))
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a zoo config is a YAML mapping")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    bpath = (path.parent / str(base)).resolve()
+    if bpath in _seen or bpath == path.resolve():
+        raise ValueError(f"{path}: `extends: {base}` makes a cycle")
+    return deep_merge(read_raw(bpath, _seen + (path.resolve(),)), raw)
+
+
+def load(path: str | Path, *, quick: bool = False) -> dict:
+    return resolve(read_raw(path), quick=quick, where=str(path))
 
 
 def axes(train_config: dict) -> dict:

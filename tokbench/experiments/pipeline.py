@@ -60,6 +60,9 @@ class ZooOptions:
     command: str | None = None  # the command line that runs this zoo, recorded in commands.sh
     config_file: str | None = None
     quick: bool = False
+    # (k, n): run only the tokenizers i with i % n == k and write no report; n such processes share one `out` (their
+    # stages touch only their own tokenizers' files), then one unsharded run finds everything done and writes it
+    shard: tuple[int, int] | None = None
     interrupt: dict | None = None  # test hook: {"tokenizer": name, "stage": "train"|"generator"|"measure"}
     log: Callable[[str], None] = field(default=print)
 
@@ -180,9 +183,16 @@ def run_zoo(cfg: dict, opts: ZooOptions) -> dict:
 
     records = []
     refs = {"train": train_ref, "heldout": held_ref}
-    for entry in cfg["tokenizers"]:
+    entries = cfg["tokenizers"]
+    if opts.shard is not None:
+        k, n = opts.shard
+        entries = [e for i, e in enumerate(entries) if i % n == k]
+    for entry in entries:
         records.append(run_tokenizer(entry, cfg, opts, stages, train_ds, held_ds, suite, extractor, ext_proto, refs))
-
+    if opts.shard is not None:
+        opts.log(f"zoo {cfg['name']}: shard {opts.shard[0]}/{opts.shard[1]} finished {len(records)} tokenizers; "
+                 "the report is written by the same command without --shard once every shard has finished")
+        return {"name": cfg["name"], "shard": list(opts.shard), "tokenizers": records}
 
     summary = {"name": cfg["name"], "quick": opts.quick, "data": data, "extractor": ext_proto,
                "fid_train_vs_heldout": floor, "generator": generator_label(cfg),
