@@ -169,9 +169,10 @@ def test_tokenizer_entries_extend_the_defaults():
 
 def test_every_shipped_zoo_config_resolves():
     from tokbench.experiments import resolve
+    from tokbench.experiments.config import read_raw
 
     for p in sorted(q for q in (ROOT / "benchmarks" / "experiments").glob("zoo*.yaml") if "suite" not in q.name):
-        raw = yaml.safe_load(p.read_text())
+        raw = read_raw(p)
         cfg = resolve(raw, where=str(p))
         assert len(cfg["tokenizers"]) >= (4 if "quick" in p.name else 8), p
         if raw.get("quick"):
@@ -243,24 +244,32 @@ def test_seed_replicate_changes_only_training_seeds():
 
 
 def test_readme_zoo_table_quotes_the_committed_results():
-    """The README's "Does pFID predict gFID?" table is read from the committed correlation files, not typed in: a
-    regenerated zoo with other numbers fails here until the README says what the new run found."""
+    """The README's "Does pFID predict gFID?" table is read from the committed per-generator correlation files of
+    results/zoo-v2-cpu, not typed in: a regenerated zoo with other numbers fails here until the README says what the new
+    run found."""
     readme = (ROOT / "README.md").read_text().replace("−", "-")
-    folders = {"seed 0": "zoo", "seed 1": "zoo-seed1", "seed 2": "zoo-seed2", "mean over the 3 seeds": "zoo-pooled"}
-    if not all((ROOT / "results" / f / "correlation.json").is_file() for f in folders.values()):
-        pytest.skip("committed zoo results absent")
+    zoo = ROOT / "results" / "zoo-v2-cpu"
+    files = {"training": "correlation_by_generator.json", "held-out": "correlation_by_generator_heldout.json"}
+    if not all((zoo / f).is_file() for f in files.values()):
+        pytest.skip("committed zoo-v2-cpu results absent")
+    pfid = "pfid@alpha=0.5,delta=0.1,mode=feature"
 
     def cell(c: dict) -> str:
-        return f"{c['value']:+.2f} [{c['bootstrap']['ci_low']:+.2f}, {c['bootstrap']['ci_high']:+.2f}]"
+        return f"{c['value']:+.2f} [{c['interval']['ci_low']:+.2f}, {c['interval']['ci_high']:+.2f}]"
 
-    for label, folder in folders.items():
-        sec = json.loads((ROOT / "results" / folder / "correlation.json").read_text())["sections"][0]
-        rho = {m["metric"]: m["coefficients"]["spearman"] for m in sec["metrics"]}
-        row = f"| {label} | {cell(rho['pfid@alpha=0.5,delta=0.1,mode=code'])} | {cell(rho['rfid'])} |"
-        assert row in readme, row
-    sec = json.loads((ROOT / "results" / "zoo-pooled" / "correlation.json").read_text())["sections"][0]
-    d = next(c for c in sec["comparisons"] if c["a"] == "pfid@alpha=0.5,delta=0.1,mode=code")["methods"]["spearman"]
-    assert f"{d['delta']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] |" in readme
+    rows = 0
+    for ref, f in files.items():
+        for sec in json.loads((zoo / f).read_text())["sections"]:
+            if not sec["key"].startswith("generator-"):
+                continue
+            gen = "GPT" if " gpt " in sec["generators"][0] else "RAR"
+            rho = {m["metric"]: m["coefficients"]["spearman"] for m in sec["metrics"]}
+            d = next(c for c in sec["comparisons"] if c["a"] == pfid and c["b"] == "rfid")["methods"]["spearman"]
+            row = (f"| {gen} | {ref} | {sec['n_with_target']} | {cell(rho[pfid])} | {cell(rho['rfid'])} | "
+                   f"{d['delta']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] |")
+            assert row in readme, row
+            rows += 1
+    assert rows == 4
 
 
 def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, monkeypatch):
@@ -295,11 +304,34 @@ def test_zoo_with_two_generators_and_two_gfid_references(quick_cfg, tmp_path, mo
     assert "rar" in (out / "configs" / "generator-rar.yaml").read_text()
     table = (out / "gfid_all.csv").read_text().splitlines()
     assert len(table) == 1 + 2 * 3 and "gfid_heldout" in table[0]
-    for name in ("correlation_by_generator", "correlation_by_generator_heldout"):
+    assert "gkid" in table[0] and "gkid_heldout" in table[0]
+    for name in ("correlation_by_generator", "correlation_by_generator_heldout", "correlation_by_generator_gkid",
+                 "correlation_by_generator_gkid_heldout"):
         assert (out / f"{name}.json").is_file(), name
+    gkid = json.loads((out / "correlation_by_generator_gkid.json").read_text())
+    assert gkid["target"] == "gkid" and gkid["target_direction"] == "lower"
+    assert "Spearman ρ between the gpt and the rar gFID over tokenizers" in (out / "README.md").read_text()
     before = {f.name: json.loads(f.read_text())["gfid_all"] for f in (out / "runs").glob("*.json")}
     _run(cfg, out)  # everything resumes from its markers: identical numbers
     assert before == {f.name: json.loads(f.read_text())["gfid_all"] for f in (out / "runs").glob("*.json")}
+
+    # a seed replicate pools per generator too: the mean per (tokenizer, generator), correlated per generator
+    import csv
+
+    from tokbench.experiments.config import with_seed
+    from tokbench.experiments.pool import pool
+
+    out1 = tmp_path / "z1"
+    _run(resolve(with_seed(raw, 1), where="two generators, seed 1 (test)"), out1)
+    res = pool([out, out1], tmp_path / "pooled")
+    assert [c["target"] for c in res["correlate_by_generator"]] == ["gfid", "gfid_heldout", "gkid", "gkid_heldout"]
+    rows = {(r["tokenizer"], r["generator"]): r for r in csv.DictReader(open(tmp_path / "pooled" / "pooled_by_generator.csv"))}
+    single = [{(r["tokenizer"], r["generator"]): r for r in csv.DictReader(open(o / "gfid_all.csv"))} for o in (out, out1)]
+    assert len(rows) == 6
+    for k, r in rows.items():
+        for col in ("gfid", "gkid_heldout"):
+            assert float(r[col]) == pytest.approx((float(single[0][k][col]) + float(single[1][k][col])) / 2, rel=1e-12)
+    assert (tmp_path / "pooled" / "correlation_by_generator_gkid_heldout.json").is_file()
 
 
 def test_gfid_references_must_be_distinct():
@@ -309,3 +341,51 @@ def test_gfid_references_must_be_distinct():
     raw["gfid"] = {"reference": ["train", "train"]}
     with pytest.raises(ValueError, match="distinct"):
         resolve(raw)
+
+
+def test_sharded_zoo_matches_one_process(quick_cfg, tmp_path, monkeypatch):
+    """`--shard K/N`: each process runs only its tokenizers and writes no report; the unsharded command then redoes
+    no stage and reports the numbers one process would have measured."""
+    import copy
+
+    monkeypatch.chdir(tmp_path)
+    cfg = copy.deepcopy(quick_cfg)
+    cfg["tokenizers"] = cfg["tokenizers"][:3]
+    cfg["correlate"].update(plots=False, html=False)
+    _run(cfg, tmp_path / "one")
+    out = tmp_path / "sharded"
+    for k in (1, 0):
+        part = _run(cfg, out, shard=(k, 2))
+        assert [t["name"] for t in part["tokenizers"]] == [t["name"] for t in cfg["tokenizers"][k::2]]
+        assert not (out / "summary.json").exists()
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "state").rglob("*.json")}
+    assert len({p.parent.name for p in stamp}) == 3
+    _run(cfg, out)
+    assert stamp == {p: p.stat().st_mtime_ns for p in (out / "state").rglob("*.json")}
+    assert _numbers(out) == _numbers(tmp_path / "one")
+
+
+def test_config_extends_a_larger_zoo_and_selects_tokenizers(tmp_path):
+    """`extends:` deep-merges a file onto the one it names (relative path; lists replaced); `select:` keeps the named
+    tokenizers in its order; unknown names and cycles are refused."""
+    from tokbench.experiments.config import load, read_raw
+
+    base = yaml.safe_load(QUICK.read_text())
+    names = [t["name"] for t in base["tokenizers"]]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text(QUICK.read_text())
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": "../base.yaml", "name": "child", "select": [names[2], names[0]],
+                                     "measure": {"batch_size": 7}}))
+    cfg = load(child)
+    assert cfg["name"] == "child" and [t["name"] for t in cfg["tokenizers"]] == [names[2], names[0]]
+    assert cfg["measure"]["batch_size"] == 7
+    assert cfg["measure"]["pfid"] == load(tmp_path / "base.yaml")["measure"]["pfid"]  # merged, not replaced
+    assert "extends" not in read_raw(child) and "select" not in cfg
+    child.write_text(yaml.safe_dump({"extends": "../base.yaml", "select": ["no-such"]}))
+    with pytest.raises(ValueError, match="no-such"):
+        load(child)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        read_raw(tmp_path / "a.yaml")

@@ -9,6 +9,9 @@ gFID sampling seed — checked here, never assumed) this writes:
 - `consistency.{md,json}`: for each metric, Spearman ρ between two replicates' values over tokenizers — how well a
   metric's own ordering of the tokenizers survives retraining — and the median seed-to-seed spread per tokenizer;
 - `correlation.{md,json}`, `plots/`: `tokbench correlate` on the pooled means;
+- with several generators or gFID references (`gfid_all.csv` in every replicate): `pooled_by_generator.csv`, the
+  mean per (tokenizer, generator), and `correlation_by_generator*.{md,json}` on it, one per gFID/gKID target, each
+  generator on its own, as the single zoos write them;
 - `README.md`, `commands.sh`.
 """
 
@@ -32,7 +35,7 @@ from ..report.correlate import CorrelateRequest
 from ..report.inputs import metric_columns as numeric_metrics
 from ..report.inputs import rows_from_results
 from ..report.render import write_text_atomic
-from .report import correlation_lines, md_table, verdict
+from .report import correlation_lines, md_table, run_correlate_by_generator, verdict
 
 
 def _replicate(folder: Path) -> dict:
@@ -162,6 +165,7 @@ def pool(folders: list[str | Path], out: str | Path, *, command: str | None = No
                            resamples=int(cc["resamples"]), seed=int(cc["seed"]), html=False)
     correlate.run(req)
     rc, corr_cmd = 0, req.command()
+    by_gen = pool_by_generator(reps, out)
     corr = json.loads((out / "correlation.json").read_text()) if (out / "correlation.json").exists() else None
     cmd = command or "tokbench zoo " + " ".join(f"--pool {shlex.quote(str(r['folder']))}" for r in reps) + \
         f" --out {shlex.quote(str(out))}"
@@ -170,10 +174,38 @@ def pool(folders: list[str | Path], out: str | Path, *, command: str | None = No
                       "correlation step alone:\n# " + corr_cmd + "\n")
     summary = {"replicates": [{"folder": str(r["folder"]), "zoo": r["summary"]["name"], "seed": r["config"].get("seed"),
                                "commands": str(r["folder"] / "commands.sh")} for r in reps],
-               "metrics": metrics, "correlate": {"command": corr_cmd, "exit_code": rc}}
+               "metrics": metrics, "correlate": {"command": corr_cmd, "exit_code": rc},
+               **({"correlate_by_generator": by_gen} if by_gen else {})}
     write_json_atomic(out / "pool.json", summary)
-    write_text_atomic(out / "README.md", _readme(reps, labels, pooled, sd, axes, cons, corr, cmd))
+    write_text_atomic(out / "README.md", _readme(reps, labels, pooled, sd, axes, cons, corr, cmd, bool(by_gen)))
     return summary
+
+
+def pool_by_generator(reps: list[dict], out: Path) -> list[dict]:
+    """Mean over replicates per (tokenizer, generator) of every replicate's `gfid_all.csv`, then the per-generator
+    correlations on it; [] when the zoos have a single generator and reference."""
+    tables = [r["folder"] / "gfid_all.csv" for r in reps]
+    if not all(t.is_file() for t in tables):
+        return []
+    long_df = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    keys = ["tokenizer", "generator"]
+    num = [c for c in long_df.columns if c not in keys and pd.api.types.is_numeric_dtype(long_df[c])]
+    counts = long_df.groupby(keys, sort=False).size()
+    if (counts != len(reps)).any():
+        bad = [f"{t} / {g}" for (t, g), n in counts.items() if n != len(reps)]
+        raise ValueError(f"gfid_all.csv rows missing in some replicates for {bad[:5]}")
+    pooled = long_df.groupby(keys, sort=False)[num].mean().reset_index()
+    pooled.insert(2, "replicates", len(reps))
+    buf = io.StringIO()
+    pooled.to_csv(buf, index=False)
+    write_text_atomic(out / "pooled_by_generator.csv", buf.getvalue())
+    targets = [c for kind in ("gfid", "gkid") for c in num  # FD targets first, then KID, as the single zoos
+               if (c == kind or c.startswith(kind + "_")) and c != "gfid_samples"]
+    runs = []
+    for target in targets:
+        _, cmd = run_correlate_by_generator(reps[0]["config"], out, out / "pooled_by_generator.csv", target)
+        runs.append({"target": target, "command": cmd})
+    return runs
 
 
 def _mean_sd_table(pooled: pd.DataFrame, sd: pd.DataFrame, axes: dict, cols: list[str]) -> list[str]:
@@ -187,7 +219,7 @@ def _mean_sd_table(pooled: pd.DataFrame, sd: pd.DataFrame, axes: dict, cols: lis
     return [md_table(head, rows)]
 
 
-def _readme(reps, labels, pooled, sd, axes, cons, corr, cmd) -> str:
+def _readme(reps, labels, pooled, sd, axes, cons, corr, cmd, by_generator: bool = False) -> str:
     s0 = reps[0]["summary"]
     n_tok, n_rep = len(pooled), len(reps)
     pf_cols = [c for c in pooled.columns if c.startswith("pfid@")]
@@ -226,6 +258,10 @@ def _readme(reps, labels, pooled, sd, axes, cons, corr, cmd) -> str:
     L += lines_corr
     L += ["", "Read mechanically from the intervals above:", ""]
     L += verdict(facts) or ["- no pFID column to judge."]
+    if by_generator:
+        L += ["", "Above: the first generator's gFID against the first reference. Each generator on its own, against "
+                  "every reference (FD and KID of the samples), on the means per (tokenizer, generator): "
+                  "`correlation_by_generator*.md` (from `pooled_by_generator.csv`)."]
     L += ["", "These statements are about this zoo only; they neither confirm nor refute the RobustTok paper's "
               "ImageNet-scale claim.", "", "## Reproduce", "", "```sh", cmd, "```", ""]
     return "\n".join(L)

@@ -155,14 +155,16 @@ def run_correlate(cfg: dict, out: Path) -> tuple[int, str]:
 
 def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
     """With several generators or gFID references: `gfid_all.csv`, one row per tokenizer × generator with the
-    runner's metrics, `gfid` (primary reference) and `gfid_<ref>` (each other reference), for
-    `tokbench correlate --by generator`. Returns (path or None, the gFID target columns)."""
+    runner's metrics, `gfid` (primary reference) and `gfid_<ref>` (each other reference), and with `gfid.kid` the
+    same samples' KID as `gkid` / `gkid_<ref>` (unbiased at any N, unlike FD), for `tokbench correlate --by
+    generator`. Returns (path or None, the target columns: every FD one, then every KID one)."""
     recs = [(t, Result(t["result"]).gfid_all) for t in summary["tokenizers"]]
     recs = [(t, entries) for t, entries in recs if entries]
     if not recs:
         return None, []
     rows = []
     targets: list[str] = []
+    kid_targets: list[str] = []
     for t, entries in recs:
         base = rows_from_results([t["measure"]["result"]])
         if base.empty:
@@ -177,6 +179,12 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
             row = by_gen.setdefault(e.generator, dict(base.iloc[0].to_dict(), generator=e.generator,
                                                       gfid_samples=e.num_samples))
             row[col] = e.value
+            kid = e.raw.get("kid") if e.is_record else None
+            if kid is not None:
+                kcol = "gkid" + col.removeprefix("gfid")
+                row[kcol] = kid
+                if kcol not in kid_targets:
+                    kid_targets.append(kcol)
         rows += list(by_gen.values())
     df = pd.DataFrame(rows)
     df = df[[NAME_COLUMN, "generator"] + [c for c in df.columns if c not in (NAME_COLUMN, "generator")]]
@@ -184,13 +192,13 @@ def write_gfid_table(out: Path, summary: dict) -> tuple[Path | None, list[str]]:
     tmp = path.with_name(path.name + ".tmp")
     df.to_csv(tmp, index=False)
     tmp.replace(path)
-    return path, targets
+    return path, targets + kid_targets
 
 
 def run_correlate_by_generator(cfg: dict, out: Path, table: Path, target: str) -> tuple[int, str]:
     """The correlation on `gfid_all.csv`, each generator on its own (as the paper reports it)."""
     c = cfg["correlate"]
-    name = "correlation_by_generator" + ("" if target == "gfid" else f"_{target.removeprefix('gfid_')}")
+    name = "correlation_by_generator" + ("" if target == "gfid" else f"_{target.removeprefix('gfid_')}")  # _gkid…
     req = CorrelateRequest(out=out, tables=[table], target=target, by="generator", metrics=list(c["metrics"]),
                            resamples=int(c["resamples"]), seed=int(c["seed"]), name=name,
                            compare=parse_compare(c.get("compare")), plots=False, html=False)
@@ -358,6 +366,28 @@ def perturbation_lines(rows: list[dict]) -> list[str]:
     return L
 
 
+def generator_agreement_lines(summary: dict, gens: list[str], refs: list[str]) -> list[str]:
+    """How far gFID is a property of the tokenizer and not of the generator family: Spearman ρ over tokenizers
+    between the first generator's gFID and each other's, per reference."""
+    from scipy.stats import spearmanr
+
+    out = []
+    for other in gens[1:]:
+        parts = []
+        for ref in refs:
+            pairs = [(t["generators"][gens[0]]["gfid"]["by_reference"].get(ref),
+                      t["generators"][other]["gfid"]["by_reference"].get(ref))
+                     for t in summary["tokenizers"] if gens[0] in t.get("generators", {}) and other in t["generators"]]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+            if len(pairs) >= 3:
+                rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
+                parts.append(f"{rho:+.2f} against the {ref} split (n = {len(pairs)})")
+        if parts:
+            out.append(f"- **Do the generators agree?** Spearman ρ between the {gens[0]} and the {other} gFID over "
+                       f"tokenizers: {'; '.join(parts)}.")
+    return out
+
+
 def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], corr: dict | None) -> str:
     d = summary["data"]
     ext = summary["extractor"]
@@ -400,7 +430,8 @@ def readme(cfg: dict, opts, summary: dict, cols: list[str], rows: list[dict], co
         L.append(f"- **Generators**: {len(recipes)} per tokenizer, one per recipe: "
                  + "; ".join(generator_label(cfg, r, n) for n, r in recipes)
                  + ". `gfid` in the tables is the first one's; `correlation_by_generator*.md` analyse each on its own "
-                 "(rows in `gfid_all.csv`).")
+                 "(rows in `gfid_all.csv`; `correlation_by_generator_gkid*.md` with the samples' KID as the target).")
+        L += generator_agreement_lines(summary, [n for n, _ in recipes], gfid_references(cfg))
     else:
         L.append(f"- **Generators**: one per tokenizer, same recipe: {summary['generator']}.")
     refs = gfid_references(cfg)

@@ -32,6 +32,7 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("rkid", "rKID", False, digits=4),  # KIDs are small numbers (×10⁻³ is typical)
     MetricInfo("pkid", "pKID", False, digits=4),
     MetricInfo("kid", "KID", False, digits=4),
+    MetricInfo("gkid", "gKID", False, digits=4),  # KID of generated samples (the zoo's `gfid.kid`)
     MetricInfo("lpips", "LPIPS", False, digits=4),
     MetricInfo("dead", "dead codes", False),
     MetricInfo("psnr", "PSNR", True),

@@ -134,7 +134,9 @@ def gfid_self_agreement(model: dict, tokenizers: int, samples: int, sims: int, r
 
 # ----------------------------------------------------------------------------------------------------------------------
 def run(replicates: Path, sampling_path: Path, *, sims: int, boot: int, seed: int, rho_rg: float, delta: float,
-        decorrelated_rp: float, spreads: tuple[float, ...]) -> dict:
+        decorrelated_rp: float, spreads: tuple[float, ...],
+        designs: list[tuple[int, int, int]] | None = None) -> dict:
+    """The power grid (TOKENIZERS × SEEDS × SAMPLES), or only the given (T, S, N) designs."""
     t0 = time.time()
     toks, reps, x = read_replicates(replicates)
     sampling = json.loads(sampling_path.read_text())
@@ -146,7 +148,7 @@ def run(replicates: Path, sampling_path: Path, *, sims: int, boot: int, seed: in
     scenarios += [{"rp": "decorrelated", "pearson_rp": decorrelated_rp, "spread": s} for s in spreads]
     table = []
     for sc in scenarios:
-        for t, s, n in itertools.product(TOKENIZERS, SEEDS, SAMPLES):
+        for t, s, n in designs or itertools.product(TOKENIZERS, SEEDS, SAMPLES):
             r = simulate(model, tokenizers=t, seeds=s, samples=n, rho_rg=rho_rg, delta=delta,
                          pearson_rp=sc["pearson_rp"], spread=sc["spread"], sims=sims, boot=boot, rng=rng)
             table.append({"scenario": f"ρ(r,p) {sc['rp']} ({sc['pearson_rp']:.2f}), spread ×{sc['spread']:g}",
@@ -170,7 +172,8 @@ def run(replicates: Path, sampling_path: Path, *, sims: int, boot: int, seed: in
             "model_check_gfid_seed_vs_seed_rho_12tok_90samples": round(check, 3),
             "measured_gfid_seed_vs_seed_rho": "+0.43 / +0.53 / +0.43 (results/zoo-pooled/consistency.json)"},
         "settings": {"sims": sims, "bootstrap": boot, "seed": seed, "rho_rfid_gfid": rho_rg, "delta": delta,
-                     "decorrelated_pearson_rp": decorrelated_rp, "spreads": list(spreads)},
+                     "decorrelated_pearson_rp": decorrelated_rp, "spreads": list(spreads),
+                     **({"designs": [list(d) for d in designs]} if designs else {})},
         "table": table, "seconds": round(time.time() - t0, 1)}
 
 
@@ -206,12 +209,21 @@ def write_md(res: dict, path: Path, command: str) -> None:
         f"{me['model_check_gfid_seed_vs_seed_rho_12tok_90samples']:+.2f} for 12 tokenizers at 90 samples; measured "
         f"{me['measured_gfid_seed_vs_seed_rho']}.", "",
         "## Power (share of simulated zoos whose 95 % interval of Δρ lies above 0)", "",
-        "Rows: tokenizers T; columns: seeds S × gFID samples N. `—`: Δ = 0.2 is impossible at that ρ(rFID, pFID).",
+        ("One row per scenario and design (T tokenizers, S seeds, N gFID samples)." if res["settings"].get("designs")
+         else "Rows: tokenizers T; columns: seeds S × gFID samples N.")
+        + f" `—`: Δ = {res['settings']['delta']:g} is impossible at that ρ(rFID, pFID).",
         ""]
     scen = []
     for r in res["table"]:
         if r["scenario"] not in scen:
             scen.append(r["scenario"])
+    if res["settings"].get("designs"):
+        lines += ["| scenario | T | S | N | power | mean observed Δρ | mean 95 % CI width |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['scenario']} | {r['tokenizers']} | {r['seeds']} | {r['gfid_samples']} | {fmt(r['power'])} | "
+                  + (f"{r['mean_observed_delta']:+.2f} | {r['mean_ci_width']:.2f} |" if r["power"] is not None
+                     else "— | — |") for r in res["table"]]
+        lines.append("")
+        scen = []
     for sc in scen:
         rows = [r for r in res["table"] if r["scenario"] == sc]
         cols = [(s, n) for s in SEEDS for n in SAMPLES]
@@ -250,20 +262,26 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=0.2)
     ap.add_argument("--decorrelated-rp", type=float, default=0.8)
     ap.add_argument("--spread", type=float, nargs="+", default=[1.0, 2.0])
+    ap.add_argument("--design", nargs=3, type=int, action="append", metavar=("T", "S", "N"),
+                    help="only this design (tokenizers, seeds, gFID samples; repeatable), e.g. the one that was run")
+    ap.add_argument("--name", default="power", help="output file stem (default power: power.json, power.md)")
     a = ap.parse_args()
+    designs = [tuple(d) for d in a.design] if a.design else None
     res = run(a.replicates, a.sampling_noise, sims=a.sims, boot=a.boot, seed=a.seed, rho_rg=a.rho_rfid_gfid,
-              delta=a.delta, decorrelated_rp=a.decorrelated_rp, spreads=tuple(a.spread))
+              delta=a.delta, decorrelated_rp=a.decorrelated_rp, spreads=tuple(a.spread), designs=designs)
     command = "python benchmarks/experiments/zoo_power/power.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in
         {"sims": a.sims, "boot": a.boot, "seed": a.seed, "rho_rfid_gfid": a.rho_rfid_gfid, "delta": a.delta,
          "decorrelated_rp": a.decorrelated_rp, "spread": a.spread, "out": a.out}.items())
+    command += "".join(f" --design {t} {s_} {n}" for t, s_, n in designs or []) + (
+        f" --name {a.name}" if a.name != "power" else "")
     res["command"] = command
     a.out.mkdir(parents=True, exist_ok=True)
     from tokbench.runner.schema import write_json_atomic
 
-    write_json_atomic(a.out / "power.json", res)
-    write_md(res, a.out / "power.md", command)
-    print((a.out / "power.md").read_text())
+    write_json_atomic(a.out / f"{a.name}.json", res)
+    write_md(res, a.out / f"{a.name}.md", command)
+    print((a.out / f"{a.name}.md").read_text())
 
 
 if __name__ == "__main__":
