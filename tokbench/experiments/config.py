@@ -202,23 +202,37 @@ def with_seed(raw: dict, seed: int) -> dict:
     return raw
 
 
-def read_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """A zoo YAML as written, with `extends: other.yaml` (relative to the file) resolved: this file deep-merged onto
-    the one it extends (lists such as `tokenizers` and `generators` are replaced; `select` picks tokenizers of the
-    base). A smaller design of a larger zoo is then a short file that says only how it differs."""
+def locate_beside(name: str, near: Path) -> Path:
+    """A file a config names: beside the config, else as given, else in the project root."""
+    p = Path(name).expanduser()
+    for cand in (near / p, p, Path(__file__).resolve().parents[2] / p):
+        if cand.is_file():
+            return cand.resolve()
+    raise FileNotFoundError(f"{name} not found (tried beside the config {near}, as given and in the project root)")
+
+
+def read_layered(path: str | Path, key: str, what: str, see: str, _seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML mapping with `<key>: other.yaml` resolved: this file deep-merged onto the one it names, recursively
+    (mappings merged, lists replaced; cycles refused). The zoo's `extends:` and the paper experiment's `base:`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"zoo config {path} does not exist (see benchmarks/experiments/zoo.yaml)")
+        raise FileNotFoundError(f"{what} {path} does not exist (see {see})")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a zoo config is a YAML mapping")
-    base = raw.pop("extends", None)
+        raise ValueError(f"{path}: a {what} is a YAML mapping")
+    base = raw.pop(key, None)
     if base is None:
         return raw
-    bpath = (path.parent / str(base)).resolve()
+    bpath = locate_beside(str(base), path.parent)
     if bpath in _seen or bpath == path.resolve():
-        raise ValueError(f"{path}: `extends: {base}` makes a cycle")
-    return deep_merge(read_raw(bpath, _seen + (path.resolve(),)), raw)
+        raise ValueError(f"{path}: `{key}: {base}` makes a cycle")
+    return deep_merge(read_layered(bpath, key, what, see, _seen + (path.resolve(),)), raw)
+
+
+def read_raw(path: str | Path) -> dict:
+    """A zoo YAML as written, with `extends: other.yaml` resolved (`read_layered`); `select` then picks tokenizers
+    of the base. A smaller design of a larger zoo is a short file that says only how it differs."""
+    return read_layered(path, "extends", "zoo config", "benchmarks/experiments/zoo.yaml")
 
 
 def load(path: str | Path, *, quick: bool = False) -> dict:

@@ -38,7 +38,7 @@ from ..runner.schema import result_file
 from ..runner.suite import Suite
 from ..testing import fixtures_root
 from ..weights import sha256_file
-from .config import deep_merge, stable_hash
+from .config import deep_merge, read_layered, stable_hash
 from .pipeline import Stages, _rel, write_json
 
 TOP_KEYS = {"name", "description", "notes", "base", "data", "tokenizers", "pretokenize", "generators", "gfid",
@@ -73,23 +73,7 @@ def _find(path: str, near: Path) -> Path:
 
 def load(path: str | Path) -> dict:
     """The resolved experiment: defaults ← `base:` file(s) ← this file (mappings merged, lists replaced)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"paper config {path} does not exist (see benchmarks/experiments/papers/)")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a paper config is a YAML mapping")
-    base = {}
-    if raw.get("base"):
-        base = load_raw(_find(raw["base"], path.parent))
-    return resolve(deep_merge(base, {k: v for k, v in raw.items() if k != "base"}), path)
-
-
-def load_raw(path: Path) -> dict:
-    raw = yaml.safe_load(path.read_text()) or {}
-    if raw.get("base"):
-        return deep_merge(load_raw(_find(raw["base"], path.parent)), {k: v for k, v in raw.items() if k != "base"})
-    return raw
+    return resolve(read_layered(path, "base", "paper config", "benchmarks/experiments/papers/"), Path(path))
 
 
 def resolve(raw: dict, where: Path) -> dict:
